@@ -1,0 +1,38 @@
+# The commands the README names. `make setup` is idempotent: it installs only what is missing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := postgresql redis-server prometheus
+# What each apt package brings, to tell whether it is installed already.
+APT_PROBES := /usr/lib/postgresql/*/bin/initdb /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/prometheus
+
+.PHONY: setup system-packages venv test lint demo-lab clean
+
+setup: system-packages venv
+
+system-packages:
+	@missing=0; for f in $(APT_PROBES); do ls $$f >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing system packages: $(APT_PACKAGES)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+	@command -v kubectl >/dev/null || echo "warning: kubectl not found; the tests that run it will fail"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+test: setup
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check irlib tests
+	$(VENV)/bin/ruff format --check irlib tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""HTTP targets: the trading API, the broker, the market-data provider."""

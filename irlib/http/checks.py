@@ -1,0 +1,84 @@
+"""Read-only HTTP checks: is an endpoint up, and what does it say about itself.
+
+Connection refused or a 5xx is FAIL (the service is down); a timeout or a refused token is
+ERROR (we could not find out).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from irlib.http import _client
+from irlib.results import Check, Evidence, Status
+
+
+def check_endpoint(
+    name: str, url: str, *, target: str, timeout_s: float = 2.0, token_env: str | None = None
+) -> Check:
+    """GET `url`: OK on 2xx, FAIL on 5xx or no listener, ERROR on timeout or 401/403."""
+    t0 = time.monotonic()
+
+    def done(
+        status: Status, summary: str, rows: list[dict[str, Any]] | None = None, **facts: Any
+    ) -> Check:
+        evidence = (Evidence.table(f"GET {url}", rows),) if rows else ()
+        return Check(
+            name,
+            target,
+            status,
+            summary,
+            evidence,
+            duration_s=time.monotonic() - t0,
+            facts={"url": url, **facts},
+        )
+
+    try:
+        answer = _client.request("GET", url, timeout_s=timeout_s, token_env=token_env)
+    except _client.Unreachable as e:
+        return done(Status.FAIL, f"unreachable: {e}", reachable=False)
+    except (_client.TimedOut, _client.MissingToken) as e:
+        return done(Status.ERROR, str(e), reachable=None)
+    rows = [{"field": k, "value": _short(v)} for k, v in _flatten(answer.body).items()]
+    rows.insert(0, {"field": "http_status", "value": answer.status_code})
+    facts = {
+        "reachable": True,
+        "http_status": answer.status_code,
+        "body": answer.body,
+        "elapsed_s": round(answer.elapsed_s, 3),
+    }
+    code = answer.status_code
+    if 200 <= code < 300:
+        return done(Status.OK, f"{code} in {answer.elapsed_s * 1000:.0f} ms", rows, **facts)
+    if code in (401, 403):
+        return done(Status.ERROR, f"{code}: credentials refused", rows, **facts)
+    return done(Status.FAIL, f"{code}: {_reason(answer.body)}", rows, **facts)
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "status", "detail", "message"):
+            if key in body:
+                failing = [
+                    k
+                    for k, v in (body.get("checks") or {}).items()
+                    if isinstance(v, dict) and not v.get("ok", True)
+                ]
+                extra = f" (failing: {', '.join(failing)})" if failing else ""
+                return f"{body[key]}{extra}"
+    return str(body)[:200]
+
+
+def _flatten(body: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(body, dict):
+        return {prefix or "body": body}
+    out: dict[str, Any] = {}
+    for k, v in body.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _short(value: Any) -> Any:
+    text = value if isinstance(value, str | int | float | bool) or value is None else str(value)
+    return text[:200] if isinstance(text, str) else text

@@ -1,0 +1,1 @@
+"""Kubernetes: pods, deployments and their rollouts, nodes, events, ingress, logs, metrics."""

@@ -1,0 +1,591 @@
+"""Read-only Kubernetes checks, one per kubectl command of the runbook: pods, ingress,
+recent events, rollout history, nodes, resource use (top), logs, previous logs, pod details.
+
+Each returns a Check whose evidence is the table kubectl would print and whose `facts` feed
+the verdict's rules (which pods crash-loop, which were OOM-killed, which are Pending ...).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from irlib.k8s._client import ApiError, Kube, age, parse_time
+from irlib.results import Check, Evidence, Status
+
+TARGET = "kubernetes"
+
+
+def _guarded(name: str, body: Callable[[], Check]) -> Check:
+    """Run a check body; an unreachable or refusing API server is ERROR with the reason."""
+    t0 = time.monotonic()
+    try:
+        result = body()
+    except ApiError as e:
+        return Check(
+            name,
+            TARGET,
+            Status.ERROR,
+            f"API answered {e.status}: {e.reason}",
+            duration_s=time.monotonic() - t0,
+        )
+    except OSError as e:  # urllib3 wraps refused connections as OSError subclasses
+        return Check(
+            name,
+            TARGET,
+            Status.ERROR,
+            f"API server unreachable: {e}",
+            duration_s=time.monotonic() - t0,
+        )
+    except Exception as e:
+        if type(e).__module__.startswith("urllib3"):
+            return Check(
+                name,
+                TARGET,
+                Status.ERROR,
+                f"API server unreachable: {e}",
+                duration_s=time.monotonic() - t0,
+            )
+        raise
+    from dataclasses import replace
+
+    return replace(result, duration_s=time.monotonic() - t0)
+
+
+# -- pods ------------------------------------------------------------------------------------
+
+
+def pod_status(pod: dict[str, Any]) -> str:
+    """The STATUS column of `kubectl get pods`."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status", {})
+    reason = status.get("reason") or status.get("phase", "Unknown")
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        if state.get("waiting", {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif state.get("terminated", {}).get("reason"):
+            reason = state["terminated"]["reason"]
+    return str(reason)
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def pod_row(pod: dict[str, Any], app_label: str) -> dict[str, Any]:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    ready = sum(1 for cs in statuses if cs.get("ready"))
+    total = len(pod["spec"]["containers"])
+    last = [cs.get("lastState", {}).get("terminated", {}).get("reason") for cs in statuses]
+    return {
+        "pod": pod["metadata"]["name"],
+        "app": (pod["metadata"].get("labels") or {}).get(app_label, ""),
+        "ready": f"{ready}/{total}",
+        "status": pod_status(pod),
+        "restarts": sum(cs.get("restartCount", 0) for cs in statuses),
+        "last_state": next((r for r in last if r), ""),
+        "node": pod["spec"].get("nodeName") or "",
+        "age": age(pod["metadata"].get("creationTimestamp")),
+    }
+
+
+def check_pods(kube: Kube, *, app_label: str = "app", restarts_warn: int = 3) -> Check:
+    """`kubectl get pods -n trading`: every pod ready, none crash-looping or Pending."""
+
+    def body() -> Check:
+        pods = kube.pods()
+        rows = [pod_row(p, app_label) for p in pods]
+        ready = {p["metadata"]["name"]: _ready(p) for p in pods}
+        facts = {
+            "crashlooping": [r for r in rows if r["status"] in ("CrashLoopBackOff", "Error")],
+            "oom_killed": [r for r in rows if "OOMKilled" in (r["status"], r["last_state"])],
+            "pending": [r for r in rows if r["status"] == "Pending"],
+            "not_ready": [r for r in rows if not ready[r["pod"]]],
+            "restarting": [r for r in rows if r["restarts"] >= restarts_warn],
+            "by_app": _by_app(rows, ready),
+        }
+        bad = facts["not_ready"] or facts["pending"] or facts["crashlooping"]
+        status = Status.FAIL if bad else Status.WARN if facts["restarting"] else Status.OK
+        summary = f"{sum(ready.values())}/{len(rows)} pods ready" + _counted(
+            facts, ("crashlooping", "oom_killed", "pending")
+        )
+        rows.sort(key=lambda r: (ready[r["pod"]], r["app"], r["pod"]))
+        return Check(
+            "pods",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table(f"kubectl get pods -n {kube.namespace}", rows),),
+            facts=facts,
+        )
+
+    return _guarded("pods", body)
+
+
+def _by_app(rows: list[dict[str, Any]], ready: dict[str, bool]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        app = out.setdefault(r["app"], {"pods": 0, "ready": 0})
+        app["pods"] += 1
+        app["ready"] += int(ready[r["pod"]])
+    return out
+
+
+def _counted(facts: dict[str, Any], keys: tuple[str, ...]) -> str:
+    parts = [f"{len(facts[k])} {k.replace('_', '-')}" for k in keys if facts[k]]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+# -- ingress, events, nodes --------------------------------------------------------------------
+
+
+def check_ingress(kube: Kube, *, name: str) -> Check:
+    """`kubectl get ingress -n trading`: the API's ingress exists and has an address."""
+
+    def body() -> Check:
+        rows = []
+        for ing in kube.ingresses():
+            lb = (ing.get("status", {}).get("loadBalancer") or {}).get("ingress") or []
+            rules = ing["spec"].get("rules") or []
+            rows.append(
+                {
+                    "ingress": ing["metadata"]["name"],
+                    "class": ing["spec"].get("ingressClassName", ""),
+                    "hosts": ",".join(r.get("host", "*") for r in rules),
+                    "address": ",".join(x.get("ip") or x.get("hostname", "") for x in lb),
+                    "backends": ",".join(
+                        sorted(
+                            {
+                                p["backend"]["service"]["name"]
+                                for r in rules
+                                for p in (r.get("http") or {}).get("paths", [])
+                                if "service" in p.get("backend", {})
+                            }
+                        )
+                    ),
+                }
+            )
+        mine = [r for r in rows if r["ingress"] == name]
+        if not mine:
+            status, summary = Status.FAIL, f"ingress {name} not found"
+        elif not mine[0]["address"]:
+            status, summary = Status.WARN, f"ingress {name} has no address"
+        else:
+            status, summary = Status.OK, f"{name} -> {mine[0]['backends']} at {mine[0]['address']}"
+        return Check(
+            "ingress",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table(f"kubectl get ingress -n {kube.namespace}", rows),),
+            facts={"found": bool(mine)},
+        )
+
+    return _guarded("ingress", body)
+
+
+def check_recent_events(kube: Kube, *, limit: int = 20) -> Check:
+    """`kubectl get events --sort-by=.lastTimestamp | tail -20`; Warnings make it WARN."""
+
+    def body() -> Check:
+        events = sorted(kube.events(), key=_event_time)[-limit:]
+        rows = [
+            {
+                "last_seen": age(_event_stamp(e)),
+                "type": e.get("type", ""),
+                "reason": e.get("reason", ""),
+                "object": f"{e['involvedObject'].get('kind', '').lower()}/"
+                f"{e['involvedObject'].get('name', '')}",
+                "count": e.get("count") or 1,
+                "message": (e.get("message") or "")[:200],
+            }
+            for e in events
+        ]
+        warnings = [r for r in rows if r["type"] == "Warning"]
+        reasons = sorted({r["reason"] for r in warnings})
+        status = Status.WARN if warnings else Status.OK
+        summary = (
+            f"{len(warnings)} warning(s) in the last {len(rows)} events: {', '.join(reasons)}"
+            if warnings
+            else f"{len(rows)} events, no warnings"
+        )
+        return Check(
+            "recent events",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table("kubectl get events --sort-by=.lastTimestamp", rows),),
+            facts={"warning_reasons": reasons, "warnings": warnings},
+        )
+
+    return _guarded("recent events", body)
+
+
+def _event_stamp(e: dict[str, Any]) -> str | None:
+    return e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp")
+
+
+def _event_time(e: dict[str, Any]) -> float:
+    when = parse_time(_event_stamp(e))
+    return when.timestamp() if when else 0.0
+
+
+def check_nodes(kube: Kube) -> Check:
+    """`kubectl get nodes`: every node Ready."""
+
+    def body() -> Check:
+        rows = []
+        for n in kube.nodes():
+            cond = {c["type"]: c for c in n.get("status", {}).get("conditions") or []}
+            ready = cond.get("Ready", {})
+            rows.append(
+                {
+                    "node": n["metadata"]["name"],
+                    "status": "Ready" if ready.get("status") == "True" else "NotReady",
+                    "reason": ready.get("reason", ""),
+                    "version": n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", ""),
+                    "cpu": n.get("status", {}).get("allocatable", {}).get("cpu", ""),
+                    "memory": n.get("status", {}).get("allocatable", {}).get("memory", ""),
+                    "age": age(n["metadata"].get("creationTimestamp")),
+                }
+            )
+        not_ready = [r["node"] for r in rows if r["status"] != "Ready"]
+        status = Status.FAIL if not_ready else Status.OK
+        summary = f"NotReady: {', '.join(not_ready)}" if not_ready else f"{len(rows)} nodes Ready"
+        return Check(
+            "nodes",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table("kubectl get nodes", rows),),
+            facts={"not_ready": not_ready},
+        )
+
+    return _guarded("nodes", body)
+
+
+# -- rollouts --------------------------------------------------------------------------------
+
+
+def check_rollout_history(kube: Kube, *, deployment: str) -> Check:
+    """`kubectl rollout history deployment/<name>`, with each revision's image and pods."""
+
+    def body() -> Check:
+        dep = kube.deployment(deployment)
+        selector = ",".join(
+            f"{k}={v}" for k, v in dep["spec"]["selector"].get("matchLabels", {}).items()
+        )
+        uid = dep["metadata"]["uid"]
+        owned = [
+            rs
+            for rs in kube.replicasets(selector)
+            if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences", []))
+        ]
+        rows = []
+        for rs in owned:
+            ann = rs["metadata"].get("annotations") or {}
+            rows.append(
+                {
+                    "revision": int(ann.get("deployment.kubernetes.io/revision", 0)),
+                    "replicaset": rs["metadata"]["name"],
+                    "image": ",".join(
+                        c["image"] for c in rs["spec"]["template"]["spec"]["containers"]
+                    ),
+                    "change_cause": ann.get("kubernetes.io/change-cause", ""),
+                    "desired": rs["spec"].get("replicas", 0),
+                    "ready": rs.get("status", {}).get("readyReplicas") or 0,
+                    "created": rs["metadata"].get("creationTimestamp"),
+                    "age": age(rs["metadata"].get("creationTimestamp")),
+                }
+            )
+        rows.sort(key=lambda r: -r["revision"])
+        current = rows[0] if rows else None
+        previous = rows[1] if len(rows) > 1 else None
+        st = dep.get("status", {})
+        want = dep["spec"].get("replicas", 0)
+        available = st.get("availableReplicas") or 0
+        facts = {
+            "current_revision": current and current["revision"],
+            "current_image": current and current["image"],
+            "current_age": current and current["age"],
+            "current_created": current and current["created"],
+            "previous_image": previous and previous["image"],
+            "previous_revision": previous and previous["revision"],
+            "replicas": want,
+            "available": available,
+            "updated": st.get("updatedReplicas") or 0,
+        }
+        status = Status.OK if available >= want else Status.FAIL if available == 0 else Status.WARN
+        summary = (
+            f"revision {facts['current_revision']} ({facts['current_image']}, "
+            f"{facts['current_age']} old): {available}/{want} available"
+        )
+        return Check(
+            "rollout history",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table(f"kubectl rollout history deployment/{deployment}", rows),),
+            facts=facts,
+        )
+
+    return _guarded("rollout history", body)
+
+
+# -- resource use ------------------------------------------------------------------------------
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def cpu_millicores(q: str | None) -> float:
+    if not q:
+        return 0.0
+    if q.endswith("n"):
+        return float(q[:-1]) / 1e6
+    if q.endswith("u"):
+        return float(q[:-1]) / 1e3
+    if q.endswith("m"):
+        return float(q[:-1])
+    return float(q) * 1000
+
+
+def memory_bytes(q: str | None) -> float:
+    if not q:
+        return 0.0
+    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", q)
+    if not m:
+        return 0.0
+    return float(m.group(1)) * _UNITS.get(m.group(2), 1)
+
+
+def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
+    """`kubectl top pods`: CPU and memory per pod, against the containers' limits."""
+
+    def body() -> Check:
+        limits = {}
+        for p in kube.pods():
+            lim = [c.get("resources", {}).get("limits", {}) for c in p["spec"]["containers"]]
+            limits[p["metadata"]["name"]] = (
+                sum(cpu_millicores(x.get("cpu")) for x in lim),
+                sum(memory_bytes(x.get("memory")) for x in lim),
+            )
+        rows = []
+        for m in kube.pod_metrics():
+            name = m["metadata"]["name"]
+            cpu = sum(cpu_millicores(c["usage"].get("cpu")) for c in m["containers"])
+            mem = sum(memory_bytes(c["usage"].get("memory")) for c in m["containers"])
+            cpu_lim, mem_lim = limits.get(name, (0.0, 0.0))
+            rows.append(
+                {
+                    "pod": name,
+                    "cpu_m": round(cpu),
+                    "memory_mi": round(mem / 2**20),
+                    "cpu_of_limit": round(cpu / cpu_lim, 2) if cpu_lim else None,
+                    "memory_of_limit": round(mem / mem_lim, 2) if mem_lim else None,
+                }
+            )
+        rows.sort(key=lambda r: -(r["memory_of_limit"] or 0))
+        hot = [
+            r["pod"]
+            for r in rows
+            if (r["cpu_of_limit"] or 0) >= warn_ratio or (r["memory_of_limit"] or 0) >= warn_ratio
+        ]
+        status = Status.WARN if hot else Status.OK
+        summary = (
+            f"near their limits: {', '.join(hot)}"
+            if hot
+            else f"{len(rows)} pods within their limits"
+        )
+        return Check(
+            "top pods",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table(f"kubectl top pods -n {kube.namespace}", rows),),
+            facts={"hot": hot},
+        )
+
+    return _guarded("top pods", body)
+
+
+def check_top_nodes(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
+    """`kubectl top nodes`: CPU and memory per node, against what it can allocate."""
+
+    def body() -> Check:
+        alloc = {
+            n["metadata"]["name"]: n.get("status", {}).get("allocatable", {}) for n in kube.nodes()
+        }
+        rows = []
+        for m in kube.node_metrics():
+            name = m["metadata"]["name"]
+            cpu, mem = cpu_millicores(m["usage"].get("cpu")), memory_bytes(m["usage"].get("memory"))
+            a = alloc.get(name, {})
+            cpu_a, mem_a = cpu_millicores(a.get("cpu")), memory_bytes(a.get("memory"))
+            rows.append(
+                {
+                    "node": name,
+                    "cpu_m": round(cpu),
+                    "cpu_pct": round(100 * cpu / cpu_a) if cpu_a else None,
+                    "memory_mi": round(mem / 2**20),
+                    "memory_pct": round(100 * mem / mem_a) if mem_a else None,
+                }
+            )
+        hot = [
+            r["node"]
+            for r in rows
+            if max(r["cpu_pct"] or 0, r["memory_pct"] or 0) >= warn_ratio * 100
+        ]
+        status = Status.WARN if hot else Status.OK
+        summary = f"saturated: {', '.join(hot)}" if hot else f"{len(rows)} nodes with headroom"
+        return Check(
+            "top nodes",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table("kubectl top nodes", rows),),
+            facts={"hot": hot},
+        )
+
+    return _guarded("top nodes", body)
+
+
+# -- logs and details --------------------------------------------------------------------------
+
+ERROR_LINE = re.compile(r"\b(ERROR|FATAL|CRITICAL|Traceback|Exception|Error:)", re.I)
+
+
+def check_logs(
+    kube: Kube, *, app: str, app_label: str = "app", tail: int = 100, since_s: int = 600
+) -> Check:
+    """`kubectl logs -l app=<app> --tail=100 --since=10m`, aggregated across the app's pods."""
+
+    def body() -> Check:
+        rows, lines = [], []
+        for p in kube.pods(f"{app_label}={app}"):
+            name = p["metadata"]["name"]
+            try:
+                text = kube.log(name, tail_lines=tail, since_seconds=since_s)
+            except ApiError as e:
+                text = f"(no log: {e.reason})"
+            pod_lines = text.splitlines()
+            errors = [ln for ln in pod_lines if ERROR_LINE.search(ln)]
+            rows.append(
+                {
+                    "pod": name,
+                    "lines": len(pod_lines),
+                    "errors": len(errors),
+                    "last_error": errors[-1][:200] if errors else "",
+                }
+            )
+            lines += [f"[{name}] {ln}" for ln in pod_lines]
+        errors = sum(r["errors"] for r in rows)
+        status = Status.WARN if errors else Status.OK
+        summary = f"{sum(r['lines'] for r in rows)} lines from {len(rows)} pods, {errors} errors"
+        return Check(
+            f"logs {app}",
+            TARGET,
+            status,
+            summary,
+            (
+                Evidence.table(f"kubectl logs -l {app_label}={app} --tail={tail}", rows),
+                Evidence(title="log lines", text="\n".join(lines[-200:])),
+            ),
+            facts={"errors": errors},
+        )
+
+    return _guarded(f"logs {app}", body)
+
+
+def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
+    """`kubectl logs <pod> --previous` for every container that has restarted."""
+
+    def body() -> Check:
+        rows, texts = [], []
+        for p in kube.pods():
+            for cs in p.get("status", {}).get("containerStatuses") or []:
+                if not cs.get("restartCount"):
+                    continue
+                name = p["metadata"]["name"]
+                try:
+                    text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
+                except ApiError as e:
+                    text = f"(no previous log: {e.reason})"
+                last = [ln for ln in text.splitlines() if ln.strip()]
+                term = cs.get("lastState", {}).get("terminated", {})
+                rows.append(
+                    {
+                        "pod": name,
+                        "container": cs["name"],
+                        "restarts": cs["restartCount"],
+                        "reason": term.get("reason", ""),
+                        "exit_code": term.get("exitCode"),
+                        "last_line": last[-1][:200] if last else "",
+                    }
+                )
+                texts.append(f"--- {name}/{cs['name']} (previous) ---\n{text}")
+        status = Status.WARN if rows else Status.OK
+        summary = (
+            f"{len(rows)} restarted container(s); last: {rows[0]['last_line']}"
+            if rows
+            else "no container has restarted"
+        )
+        return Check(
+            "previous logs",
+            TARGET,
+            status,
+            summary,
+            (
+                Evidence.table("kubectl logs --previous", rows),
+                Evidence(title="previous container logs", text="\n".join(texts)[-8000:]),
+            ),
+            facts={"crashed": rows},
+        )
+
+    return _guarded("previous logs", body)
+
+
+def check_pod_details(kube: Kube) -> Check:
+    """`kubectl describe pod` for every pod that is not ready: conditions, states, events."""
+
+    def body() -> Check:
+        rows = []
+        for p in kube.pods():
+            if _ready(p):
+                continue
+            name = p["metadata"]["name"]
+            conds = [
+                f"{c['type']}={c['status']}" + (f" ({c['reason']})" if c.get("reason") else "")
+                for c in p.get("status", {}).get("conditions") or []
+            ]
+            events = kube.events(f"involvedObject.name={name}")
+            last = sorted(events, key=_event_time)[-1] if events else {}
+            rows.append(
+                {
+                    "pod": name,
+                    "status": pod_status(p),
+                    "node": p["spec"].get("nodeName"),
+                    "conditions": "; ".join(conds),
+                    "last_event": f"{last.get('reason', '')}: {last.get('message', '')}"[:200]
+                    if last
+                    else "",
+                }
+            )
+        status = Status.FAIL if rows else Status.OK
+        summary = f"{len(rows)} pod(s) not ready" if rows else "every pod ready"
+        return Check(
+            "pod details",
+            TARGET,
+            status,
+            summary,
+            (Evidence.table("kubectl describe pod (not ready)", rows),),
+            facts={"not_ready": rows},
+        )
+
+    return _guarded("pod details", body)

@@ -1,0 +1,107 @@
+"""The lab's shared configuration: ports, paths and the fault control file.
+
+Every lab process (servers, platform apps, the Kubernetes API) is started with the path of
+`lab.json` and reads its addresses from it; faults are switched through `control.json`,
+which processes re-read while they run. Nothing here talks to a server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+NAMESPACE = "trading"
+PARTS = ("postgres", "redis", "prometheus", "api", "broker", "market_data", "kubernetes")
+
+
+@dataclass
+class LabConfig:
+    """Where every part of one lab lives; written once by `irlib lab up`."""
+
+    state_dir: str
+    ports: dict[str, int]
+    pg_data_dir: str
+    namespace: str = NAMESPACE
+    host: str = HOST
+    database: str = "trading"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.state_dir) / "lab.json"
+
+    @property
+    def postgres_dsn(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.ports['postgres']}/{self.database}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.host}:{self.ports['redis']}/0"
+
+    def url(self, part: str) -> str:
+        return f"http://{self.host}:{self.ports[part]}"
+
+    @property
+    def pods_dir(self) -> Path:
+        """Per-pod log files: `<pod>.log` (current container) and `<pod>.previous.log`."""
+        return Path(self.state_dir) / "pods"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Stdout/stderr of each lab process, `<part>.log`."""
+        return Path(self.state_dir) / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files, `<part>.pid`."""
+        return Path(self.state_dir) / "run"
+
+    @property
+    def control_file(self) -> Path:
+        return Path(self.state_dir) / "control.json"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return Path(self.state_dir) / "kubeconfig"
+
+    def save(self) -> None:
+        write_json_atomic(self.path, asdict(self))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LabConfig:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "lab.json"
+        return cls(**json.loads(path.read_text()))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a reader never sees half a file (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_control(config: LabConfig) -> dict[str, Any]:
+    """The fault switches now in force; `{}` when the lab is healthy.
+
+    Keys (each optional):
+      not_ready_nodes: [node names] whose kubelet stopped posting status
+      crashing_images: {image: {"reason", "exit_code", "log": [lines]}}: crash on start
+      oom_killed: {deployment name: memory limit string} containers killed for memory
+    """
+    try:
+        return json.loads(config.control_file.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def write_control(config: LabConfig, control: dict[str, Any]) -> None:
+    write_json_atomic(config.control_file, control)

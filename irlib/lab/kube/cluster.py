@@ -1,0 +1,400 @@
+"""The trading platform's cluster as the emulator starts it: nodes, namespaces, workloads,
+services, the ingress, api-service's rollout history, and the probe table.
+
+`populate` writes the objects into the store; the controller then creates ReplicaSets and
+pods from them. `probe_table` is the one place that says which real process makes which pod
+ready; add a workload's probe there.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from irlib.lab.config import LabConfig
+from irlib.lab.kube import defaults
+from irlib.lab.kube.meta import Obj, owner_ref, template_hash
+from irlib.lab.kube.probes import Probe, http, tcp
+from irlib.lab.kube.resources import resource
+from irlib.lab.kube.store import Store
+
+REGISTRY = "registry.example.com/trading"
+NODES = ("node-1", "node-2", "node-3")
+ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+NODE_CPU, NODE_MEMORY, NODE_PODS = "4", "16Gi", "110"
+KUBELET_VERSION = "v1.32.4"
+DAY = 86400.0
+CLUSTER_AGE = 97 * DAY  # nodes and system namespaces
+PLATFORM_AGE = 41 * DAY  # the trading namespace and its workloads
+REVISION_1_AGE = 41 * DAY
+API_HISTORY = (  # (tag, change-cause) of api-service's revisions, oldest first
+    ("1.8.1", "deploy api-service 1.8.1"),
+    ("1.8.2", "deploy api-service 1.8.2: faster order book snapshots"),
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # Deployment | StatefulSet
+    replicas: int
+    tag: str
+    port: int
+    requests: dict[str, str]
+    limits: dict[str, str]
+    usage: tuple[int, int]  # typical CPU millicores and memory MiB of one pod
+    readiness: dict[str, Any] | None = None
+    service_port: int | None = None  # None: the container port
+    headless: bool = False
+    start_log: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def image(self) -> str:
+        return f"{REGISTRY}/{self.name}:{self.tag}"
+
+
+WORKLOADS = (
+    Workload(
+        "api-service",
+        "Deployment",
+        3,
+        API_HISTORY[-1][0],
+        8080,
+        {"cpu": "250m", "memory": "512Mi"},
+        {"cpu": "1", "memory": "1Gi"},
+        (120, 350),
+        readiness={"httpGet": {"path": "/livez", "port": 8080}, "periodSeconds": 5},
+        service_port=80,
+        start_log=(
+            "INFO starting api-service {version} on :{port}",
+            "INFO connected to timescaledb-0.timescaledb:5432 (pool size 20)",
+            "INFO connected to redis-0.redis:6379",
+        ),
+        env={"TRADING_DB_POOL_SIZE": "20", "LOG_LEVEL": "info"},
+    ),
+    Workload(
+        "execution-service",
+        "Deployment",
+        2,
+        "2.4.0",
+        8081,
+        {"cpu": "200m", "memory": "256Mi"},
+        {"cpu": "500m", "memory": "512Mi"},
+        (80, 210),
+        start_log=(
+            "INFO starting execution-service {version} on :{port}",
+            "INFO broker session established (FIX 4.4)",
+        ),
+    ),
+    Workload(
+        "calibration-service",
+        "Deployment",
+        2,
+        "0.9.3",
+        8082,
+        {"cpu": "500m", "memory": "1Gi"},
+        {"cpu": "2", "memory": "2Gi"},
+        (400, 1200),
+        start_log=(
+            "INFO starting calibration-service {version} on :{port}",
+            "INFO loaded 412 option surfaces for Heston calibration",
+        ),
+    ),
+    Workload(
+        "data-ingestion",
+        "Deployment",
+        1,
+        "1.3.1",
+        8083,
+        {"cpu": "200m", "memory": "256Mi"},
+        {"cpu": "500m", "memory": "512Mi"},
+        (150, 300),
+        start_log=(
+            "INFO starting data-ingestion {version} on :{port}",
+            "INFO subscribed to market-data feed (1180 symbols)",
+        ),
+    ),
+    Workload(
+        "timescaledb",
+        "StatefulSet",
+        1,
+        "2.14.2-pg16",
+        5432,
+        {"cpu": "500m", "memory": "2Gi"},
+        {"cpu": "2", "memory": "4Gi"},
+        (300, 1800),
+        readiness={"tcpSocket": {"port": 5432}, "periodSeconds": 5},
+        headless=True,
+        start_log=(
+            "LOG:  starting PostgreSQL 16.2 with TimescaleDB {version}",
+            'LOG:  listening on IPv4 address "0.0.0.0", port {port}',
+            "LOG:  database system is ready to accept connections",
+        ),
+    ),
+    Workload(
+        "redis",
+        "StatefulSet",
+        1,
+        "7.2.4",
+        6379,
+        {"cpu": "100m", "memory": "256Mi"},
+        {"cpu": "500m", "memory": "512Mi"},
+        (30, 90),
+        readiness={"tcpSocket": {"port": 6379}, "periodSeconds": 5},
+        start_log=(
+            "INFO Redis version={version}, bits=64, started",
+            "INFO Ready to accept connections tcp",
+        ),
+    ),
+)
+BY_NAME = {w.name: w for w in WORKLOADS}
+DEFAULT_USAGE = (50, 64)
+
+
+def probe_table(config: LabConfig) -> dict[str, Probe]:
+    """Container name -> the real process that decides its readiness. Containers without an
+    entry are ready once started."""
+    host = config.host
+    return {
+        "timescaledb": tcp(host, config.ports["postgres"]),
+        "redis": tcp(host, config.ports["redis"]),
+        "api-service": http(f"http://{host}:{config.ports['api']}/livez"),
+    }
+
+
+def start_log(container: str, image: str) -> list[str]:
+    """What a container prints when it starts (the emulator writes it into the pod's log)."""
+    version = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+    workload = BY_NAME.get(container)
+    if workload is None:
+        return [f"INFO starting {container} {version}"]
+    return [line.format(version=version, port=workload.port) for line in workload.start_log]
+
+
+def usage(container: str) -> tuple[int, int]:
+    w = BY_NAME.get(container)
+    return w.usage if w else DEFAULT_USAGE
+
+
+# -- objects ------------------------------------------------------------------------------
+
+
+def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, **extra}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def node(index: int, name: str) -> Obj:
+    ip = f"10.0.0.{11 + index}"
+    return {
+        "metadata": _meta(
+            name,
+            labels={
+                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": "m5.xlarge",
+                "topology.kubernetes.io/region": "eu-west-1",
+                "topology.kubernetes.io/zone": ZONES[index],
+            },
+            annotations={
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        ),
+        "spec": {
+            "podCIDR": f"10.244.{index + 1}.0/24",
+            "podCIDRs": [f"10.244.{index + 1}.0/24"],
+            "providerID": f"aws:///{ZONES[index]}/i-0{index + 1}a4c9e7f3b2d18{index}",
+        },
+        "status": {
+            "capacity": {
+                "cpu": NODE_CPU,
+                "memory": NODE_MEMORY,
+                "pods": NODE_PODS,
+                "ephemeral-storage": "104845292Ki",
+                "hugepages-2Mi": "0",
+            },
+            "allocatable": {
+                "cpu": NODE_CPU,
+                "memory": NODE_MEMORY,
+                "pods": NODE_PODS,
+                "ephemeral-storage": "96625420948",
+                "hugepages-2Mi": "0",
+            },
+            "conditions": [],  # the controller's node lifecycle fills them in
+            "addresses": [
+                {"type": "InternalIP", "address": ip},
+                {"type": "Hostname", "address": name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": f"6f0c2d4e-1b7a-4c3e-9d2f-0a5b8c7e{index:04d}",
+                "containerRuntimeVersion": "containerd://1.7.22",
+                "kernelVersion": "6.1.112-124.190.amzn2023.x86_64",
+                "kubeProxyVersion": KUBELET_VERSION,
+                "kubeletVersion": KUBELET_VERSION,
+                "machineID": f"ec2{index}5b0a7f3c9d41e28b6a0f7c3d9e1{index}",
+                "operatingSystem": "linux",
+                "osImage": "Amazon Linux 2023.6.20241031",
+                "systemUUID": f"ec2{index}5b0a-7f3c-9d41-e28b-6a0f7c3d9e1{index}",
+            },
+        },
+    }
+
+
+def _container(w: Workload, image: str) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": w.name,
+        "image": image,
+        "ports": [{"name": "http" if w.kind == "Deployment" else w.name, "containerPort": w.port}],
+        "resources": {"requests": dict(w.requests), "limits": dict(w.limits)},
+    }
+    if w.env:
+        c["env"] = [{"name": k, "value": v} for k, v in w.env.items()]
+    if w.readiness:
+        c["readinessProbe"] = copy.deepcopy(w.readiness)
+    return c
+
+
+def _template(w: Workload, image: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": w.name}},
+        "spec": {"containers": [_container(w, image)]},
+    }
+
+
+def workload(w: Workload, namespace: str) -> Obj:
+    spec: dict[str, Any] = {
+        "replicas": w.replicas,
+        "selector": {"matchLabels": {"app": w.name}},
+        "template": _template(w, w.image),
+    }
+    meta = _meta(w.name, namespace, labels={"app": w.name})
+    if w.kind == "StatefulSet":
+        spec["serviceName"] = w.name
+    if w.name == "api-service":
+        meta["annotations"] = {"kubernetes.io/change-cause": API_HISTORY[-1][1]}
+    return {"metadata": meta, "spec": spec}
+
+
+def service(w: Workload, namespace: str) -> Obj:
+    port_name = "http" if w.kind == "Deployment" else w.name
+    spec: dict[str, Any] = {
+        "selector": {"app": w.name},
+        "ports": [
+            {
+                "name": port_name,
+                "port": w.service_port or w.port,
+                "targetPort": port_name if w.kind == "Deployment" else w.port,
+                "protocol": "TCP",
+            }
+        ],
+    }
+    if w.headless:
+        spec["clusterIP"] = "None"
+    return {"metadata": _meta(w.name, namespace, labels={"app": w.name}), "spec": spec}
+
+
+def ingress(namespace: str) -> Obj:
+    return {
+        "metadata": _meta(
+            "trading-api",
+            namespace,
+            labels={"app": "api-service"},
+            annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "30"},
+        ),
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "api.trading.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": "api-service", "port": {"number": 80}}
+                                },
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}},
+    }
+
+
+def _old_replicaset(deployment: Obj, tag: str, cause: str, revision: int) -> Obj:
+    w = BY_NAME[deployment["metadata"]["name"]]
+    image = f"{REGISTRY}/{w.name}:{tag}"
+    template = defaults.apply_defaults("ReplicaSet", {"spec": {"template": _template(w, image)}})
+    template = template["spec"]["template"]
+    pod_hash = template_hash(template)
+    template["metadata"]["labels"]["pod-template-hash"] = pod_hash
+    name = deployment["metadata"]["name"]
+    return {
+        "metadata": _meta(
+            f"{name}-{pod_hash}",
+            deployment["metadata"]["namespace"],
+            labels={"app": name, "pod-template-hash": pod_hash},
+            annotations={
+                "deployment.kubernetes.io/desired-replicas": str(w.replicas),
+                "deployment.kubernetes.io/max-replicas": str(w.replicas + 1),
+                "deployment.kubernetes.io/revision": str(revision),
+                "kubernetes.io/change-cause": cause,
+            },
+            ownerReferences=[owner_ref(deployment)],
+        ),
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name, "pod-template-hash": pod_hash}},
+            "template": template,
+        },
+        "status": {"replicas": 0, "observedGeneration": 1},
+    }
+
+
+def populate(store: Store, config: LabConfig, now: float) -> None:
+    """Write the cluster's starting objects; pods come from the controller's first pass."""
+    ns = config.namespace
+
+    def put(kind_key: str, obj: Obj, age: float) -> Obj:
+        res = resource(kind_key)
+        return store.create(res, defaults.apply_defaults(res.kind, obj), timestamp=now - age)
+
+    for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        put("namespaces", {"metadata": _meta(name)}, CLUSTER_AGE)
+    put("namespaces", {"metadata": _meta(ns)}, PLATFORM_AGE)
+    for i, name in enumerate(NODES):
+        put("nodes", node(i, name), CLUSTER_AGE)
+    put(
+        "services",
+        {
+            "metadata": _meta(
+                "kubernetes", "default", labels={"component": "apiserver", "provider": "kubernetes"}
+            ),
+            "spec": {
+                "clusterIP": "10.96.0.1",
+                "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
+            },
+        },
+        CLUSTER_AGE,
+    )
+    for w in WORKLOADS:
+        key = "deployments.apps" if w.kind == "Deployment" else "statefulsets.apps"
+        obj = put(key, workload(w, ns), PLATFORM_AGE)
+        if w.name == "api-service":
+            for revision, (tag, cause) in enumerate(API_HISTORY[:-1], start=1):
+                put("replicasets.apps", _old_replicaset(obj, tag, cause, revision), REVISION_1_AGE)
+        put("services", service(w, ns), PLATFORM_AGE)
+    put("ingresses.networking.k8s.io", ingress(ns), PLATFORM_AGE)

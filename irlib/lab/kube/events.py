@@ -1,0 +1,99 @@
+"""Core v1 Events as the cluster's components record them, with the event correlator's
+de-duplication: the same event again bumps `count` and `lastTimestamp`.
+
+Writes Event objects into the store; `kubectl describe` and `kubectl get events` read them.
+Events older than an hour expire, as with the apiserver's default `--event-ttl`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from irlib.lab.kube.meta import Obj, rfc3339
+from irlib.lab.kube.resources import resource
+from irlib.lab.kube.store import Store
+
+EVENTS = resource("events")
+TTL = 3600.0
+Key = tuple[str, str, str, str, str, str]
+
+
+class Recorder:
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+        self.enabled = True  # off while the controller builds the cluster's past
+        self._seen: dict[Key, tuple[str, str, float]] = {}  # key -> (namespace, name, last)
+
+    def record(
+        self,
+        obj: Obj,
+        type_: str,
+        reason: str,
+        message: str,
+        component: str,
+        *,
+        host: str | None = None,
+        field_path: str | None = None,
+        min_interval: float = 0.0,
+    ) -> None:
+        """Record one occurrence; within `min_interval` of the last one it is dropped (how
+        the lab rate-limits what a component would repeat on every retry)."""
+        if not self.enabled:
+            return
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        key: Key = (meta["uid"], type_, reason, message, component, field_path or "")
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is not None:
+            ev = self.store.get_copy(EVENTS, seen[0], seen[1])
+            if ev is not None:
+                if now - seen[2] < min_interval:
+                    return
+                ev["count"] = ev.get("count", 1) + 1
+                ev["lastTimestamp"] = rfc3339(now)
+                self.store.update(EVENTS, ev)
+                self._seen[key] = (seen[0], seen[1], now)
+                return
+        involved: Obj = {
+            "kind": obj["kind"],
+            "namespace": meta.get("namespace", ""),
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "apiVersion": obj["apiVersion"],
+            "resourceVersion": meta.get("resourceVersion", ""),
+        }
+        if not meta.get("namespace"):
+            involved.pop("namespace")
+        if field_path:
+            involved["fieldPath"] = field_path
+        source: Obj = {"component": component}
+        if host:
+            source["host"] = host
+        name = f"{meta['name']}.{int(now * 1e9):x}"
+        event = {
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message,
+            "source": source,
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
+            "count": 1,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": component,
+            "reportingInstance": host or "",
+        }
+        self.store.create(EVENTS, event, timestamp=now)
+        self._seen[key] = (namespace, name, now)
+
+    def expire(self) -> None:
+        horizon = self.clock() - TTL
+        for ev in list(self.store.all(EVENTS)):
+            last = ev.get("lastTimestamp") or ev["metadata"]["creationTimestamp"]
+            if last < rfc3339(horizon):
+                self.store.delete(EVENTS, ev["metadata"]["namespace"], ev["metadata"]["name"])
+        live = {(e["metadata"]["namespace"], e["metadata"]["name"]) for e in self.store.all(EVENTS)}
+        self._seen = {k: v for k, v in self._seen.items() if (v[0], v[1]) in live}

@@ -1,0 +1,175 @@
+"""metrics.k8s.io: PodMetrics and NodeMetrics as metrics-server reports them to `kubectl top`.
+
+Figures are per workload and stable (cluster.py), except api-service's when the lab's api
+process is running: then its real CPU and RSS from /proc are split across the ready pods.
+OOM-killed containers sit near their limit; pods and nodes whose kubelet is down, and
+containers not running, have no metrics, as with a real metrics-server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from irlib.lab.kube import cluster, quantity
+from irlib.lab.kube.context import NODES, PODS, Context
+from irlib.lab.kube.meta import Obj, rfc3339
+from irlib.lab.kube.selectors import field_matcher, label_matcher
+
+API_CONTAINER = "api-service"
+SYSTEM_CPU = 180  # millicores: kubelet, containerd, kube-proxy, CNI per node
+SYSTEM_MEMORY = 1100 * quantity.MI
+
+
+def _jitter(key: str, spread: float = 0.08) -> float:
+    """A stable factor in [1-spread, 1+spread] so replicas do not show identical figures."""
+    h = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return 1 - spread + 2 * spread * h
+
+
+class ProcessSampler:
+    """CPU rate and RSS of one process from /proc, for api-service's real figures."""
+
+    def __init__(self, pid_file: Path) -> None:
+        self.pid_file = pid_file
+        self._last: tuple[int, float, float] | None = None  # (pid, cpu seconds, wall time)
+        self.millicores: float | None = None
+        self.rss: float | None = None
+
+    def sample(self, now: float) -> None:
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (FileNotFoundError, ValueError, IndexError, ProcessLookupError, PermissionError):
+            self._last, self.millicores, self.rss = None, None, None
+            return
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                self.rss = float(line.split()[1]) * 1024
+        if self._last and self._last[0] == pid and now - self._last[2] >= 1.0:
+            self.millicores = max((cpu - self._last[1]) / (now - self._last[2]) * 1000, 1.0)
+            self._last = (pid, cpu, now)
+        elif not self._last or self._last[0] != pid:
+            self._last = (pid, cpu, now)
+
+
+class Metrics:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.api = ProcessSampler(ctx.config.run_dir / "api.pid")
+
+    def sample(self) -> None:
+        self.api.sample(self.ctx.clock())
+
+    def _running(self, pod: Obj) -> list[str]:
+        return [
+            s["name"]
+            for s in pod.get("status", {}).get("containerStatuses") or []
+            if "running" in (s.get("state") or {})
+        ]
+
+    def container_usage(self, pod: Obj, container: str) -> tuple[float, float]:
+        """(millicores, bytes) of one running container."""
+        name = pod["metadata"]["name"]
+        spec = next((c for c in pod["spec"]["containers"] if c["name"] == container), {})
+        fault = self.ctx.fault_for(pod, spec) if spec else None
+        cpu, mem_mi = cluster.usage(container)
+        cpu_m, mem = cpu * _jitter(name + "cpu"), mem_mi * quantity.MI * _jitter(name + "mem")
+        if container == API_CONTAINER and self.api.rss is not None:
+            peers = (
+                sum(
+                    1
+                    for p in self.ctx.store.all(PODS, pod["metadata"].get("namespace"))
+                    if API_CONTAINER in self._running(p)
+                )
+                or 1
+            )
+            mem = self.api.rss / peers
+            if self.api.millicores is not None:
+                cpu_m = max(self.api.millicores / peers, 1.0)
+        if fault and fault["reason"] == "OOMKilled":
+            limit = quantity.parse(fault.get("limit") or "1Gi")
+            mem = limit * (0.95 + 0.04 * _jitter(name + "oom", 1.0) / 2)
+            cpu_m *= 2.5
+        return cpu_m, mem
+
+    def pod_metrics(self, pod: Obj) -> Obj | None:
+        node = pod["spec"].get("nodeName")
+        if not node or node in self.ctx.not_ready_nodes():
+            return None
+        running = self._running(pod)
+        if not running:
+            return None
+        containers = []
+        for name in running:
+            cpu_m, mem = self.container_usage(pod, name)
+            containers.append(
+                {
+                    "name": name,
+                    "usage": {"cpu": quantity.nanocores(cpu_m), "memory": quantity.kibibytes(mem)},
+                }
+            )
+        now = self.ctx.clock()
+        meta = pod["metadata"]
+        return {
+            "kind": "PodMetrics",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "creationTimestamp": rfc3339(now),
+                "labels": dict(meta.get("labels") or {}),
+            },
+            "timestamp": rfc3339(now - 7),
+            "window": "15.011s",
+            "containers": containers,
+        }
+
+    def node_metrics(self, node: Obj) -> Obj | None:
+        name = node["metadata"]["name"]
+        if name in self.ctx.not_ready_nodes():
+            return None
+        cpu_m, mem = SYSTEM_CPU * _jitter(name + "cpu", 0.2), SYSTEM_MEMORY * _jitter(name)
+        for pod in self.ctx.store.all(PODS):
+            if pod["spec"].get("nodeName") == name:
+                for c in self._running(pod):
+                    pc, pm = self.container_usage(pod, c)
+                    cpu_m += pc
+                    mem += pm
+        now = self.ctx.clock()
+        return {
+            "kind": "NodeMetrics",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {
+                "name": name,
+                "creationTimestamp": rfc3339(now),
+                "labels": dict(node["metadata"].get("labels") or {}),
+            },
+            "timestamp": rfc3339(now - 9),
+            "window": "20.04s",
+            "usage": {"cpu": quantity.nanocores(cpu_m), "memory": quantity.kibibytes(mem)},
+        }
+
+    def list(
+        self, kind: str, namespace: str | None, labels: str | None, fields: str | None
+    ) -> list[Obj]:
+        match_labels, match_fields = label_matcher(labels), field_matcher(fields)
+        out = []
+        if kind == "pods":
+            for pod in self.ctx.store.all(PODS, namespace):
+                m = self.pod_metrics(pod)
+                if m and match_labels(m["metadata"]["labels"]) and match_fields(m):
+                    out.append(m)
+        else:
+            for node in self.ctx.store.all(NODES):
+                m = self.node_metrics(node)
+                if m and match_labels(m["metadata"]["labels"]) and match_fields(m):
+                    out.append(m)
+        return sorted(
+            out, key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"])
+        )

@@ -1,0 +1,371 @@
+"""The drill lab as one object: start, inspect, break, heal and stop its parts.
+
+A `Lab` is named by its state directory; `up` writes `lab.json` there, starts every part as
+a detached child process, waits until each answers, and writes the kubeconfig and the target
+profile a runbook uses. Faults (faults.py) act through the methods here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from irlib.errors import LabError, LabNotRunning
+from irlib.lab import procs, servers
+from irlib.lab.config import PARTS, LabConfig, read_control, write_control
+from irlib.profile import (
+    HttpTarget,
+    KubernetesTarget,
+    PostgresTarget,
+    Profile,
+    PrometheusTarget,
+    RedisTarget,
+    dump_profile,
+)
+
+TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN")
+
+
+def default_state_dir() -> Path:
+    if os.environ.get("IRLIB_LAB_DIR"):
+        return Path(os.environ["IRLIB_LAB_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "irlib" / "lab"
+
+
+def _http_answers(url: str, want_ok: bool) -> bool:
+    try:
+        code = httpx.get(url, timeout=1.0).status_code
+    except httpx.HTTPError:
+        return False
+    return code == 200 if want_ok else True
+
+
+@dataclass(frozen=True)
+class Part:
+    """One server of the lab: how to start it, tell that it answers, and where it is."""
+
+    name: str
+    start: Callable[[Lab], int]
+    answers: Callable[[LabConfig], bool]  # the process serves (even if it reports trouble)
+    healthy: Callable[[LabConfig], bool]  # ... and says it is well
+    address: Callable[[LabConfig], tuple[str, str]]  # (key, value) shown by status
+    stop_signal: int = 15
+    start_timeout: float = 30.0
+
+
+def _app(name: str, health: str, answer_path: str | None = None) -> Part:
+    return Part(
+        name=name,
+        start=lambda lab: lab.spawn_python(name, "irlib.lab.apps", name),
+        answers=lambda c: _http_answers(c.url(name) + (answer_path or health), want_ok=False),
+        healthy=lambda c: _http_answers(c.url(name) + health, want_ok=True),
+        address=lambda c: ("url", c.url(name)),
+    )
+
+
+def _kube_ready(c: LabConfig) -> bool:
+    return _http_answers(c.url("kubernetes") + "/version", want_ok=True)
+
+
+# Start order matters: PostgreSQL first (the seed and every app need it); the Kubernetes API
+# after the apps, so that its first probes find them; the load generator last.
+PART_LIST: list[Part] = [
+    Part(
+        "postgres",
+        lambda lab: servers.start_postgres(lab.config),
+        servers.postgres_ready,
+        servers.postgres_ready,
+        lambda c: ("dsn", c.postgres_dsn),
+        stop_signal=2,
+    ),
+    Part(
+        "redis",
+        lambda lab: servers.start_redis(lab.config),
+        servers.redis_ready,
+        servers.redis_ready,
+        lambda c: ("url", c.redis_url),
+    ),
+    Part(
+        "prometheus",
+        lambda lab: servers.start_prometheus(lab.config),
+        servers.prometheus_ready,
+        servers.prometheus_ready,
+        lambda c: ("url", c.url("prometheus")),
+    ),
+    _app("api", "/health", "/livez"),
+    _app("broker", "/health"),
+    _app("market_data", "/status"),
+    Part(
+        "kubernetes",
+        lambda lab: lab.spawn_python("kubernetes", "irlib.lab.kube"),
+        _kube_ready,
+        _kube_ready,
+        lambda c: ("kubeconfig", str(c.kubeconfig)),
+    ),
+    Part(
+        "loadgen",
+        lambda lab: lab.spawn_python("loadgen", "irlib.lab.apps", "loadgen"),
+        lambda c: True,
+        lambda c: True,
+        lambda c: ("target", c.url("api")),
+    ),
+]
+PARTS_BY_NAME = {p.name: p for p in PART_LIST}
+assert set(PARTS) <= set(PARTS_BY_NAME)
+
+
+class Lab:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir or default_state_dir()).absolute()
+        self.log = log or (lambda msg: None)
+        self._config: LabConfig | None = None
+
+    # -- configuration and secrets ------------------------------------------------------
+
+    @property
+    def config(self) -> LabConfig:
+        if self._config is None:
+            if not (self.state_dir / "lab.json").exists():
+                raise LabNotRunning(f"no lab in {self.state_dir}: start one with `irlib lab up`")
+            self._config = LabConfig.load(self.state_dir)
+        return self._config
+
+    def _configure(self) -> LabConfig:
+        """Load lab.json, or make one: fresh ports, kept from last time when still free."""
+        old = LabConfig.load(self.state_dir) if (self.state_dir / "lab.json").exists() else None
+        taken: set[int] = set()
+        ports = {}
+        for part in PARTS:
+            port = procs.free_port(preferred=old.ports.get(part) if old else None)
+            while port in taken:
+                port = procs.free_port()
+            taken.add(port)
+            ports[part] = port
+        pg_dir = (
+            old.pg_data_dir
+            if old and Path(old.pg_data_dir).exists()
+            else servers.pg_data_dir(self.state_dir)
+        )
+        config = LabConfig(state_dir=str(self.state_dir), ports=ports, pg_data_dir=pg_dir)
+        for d in (config.logs_dir, config.run_dir, config.pods_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        config.save()
+        self._config = config
+        return config
+
+    @property
+    def _secrets_file(self) -> Path:
+        return self.state_dir / "secrets.json"
+
+    def tokens(self) -> dict[str, Any]:
+        """The bearer tokens the lab's apps were started with (file mode 600, never printed
+        unless the lab generated them)."""
+        if self._secrets_file.exists():
+            return json.loads(self._secrets_file.read_text())
+        found = {k: os.environ[k] for k in TOKEN_ENVS if os.environ.get(k)}
+        generated = [k for k in TOKEN_ENVS if k not in found]
+        found.update({k: secrets.token_urlsafe(24) for k in generated})
+        data = {"tokens": found, "generated": generated}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        return data
+
+    def spawn_python(self, part: str, module: str, *args: str) -> int:
+        env = dict(os.environ)
+        env.update(self.tokens()["tokens"])
+        env["PYTHONUNBUFFERED"] = "1"
+        return procs.spawn(
+            [sys.executable, "-m", module, *args, str(self.state_dir)],
+            log=self.config.logs_dir / f"{part}.log",
+            pid_file=self.config.run_dir / f"{part}.pid",
+            env=env,
+        )
+
+    # -- parts ----------------------------------------------------------------------------
+
+    def pid_file(self, part: str) -> Path:
+        return self.config.run_dir / f"{part}.pid"
+
+    def running(self, part: str) -> bool:
+        return procs.running_pid(self.pid_file(part)) is not None
+
+    def start_part(self, name: str) -> None:
+        part = PARTS_BY_NAME[name]
+        if self.running(name):
+            self.wait_answers(name, part.start_timeout)
+            return
+        t0 = time.monotonic()
+        part.start(self)
+        self.wait_answers(name, part.start_timeout)
+        self.log(f"{name:<12} ready in {time.monotonic() - t0:.1f} s")
+
+    def wait_answers(self, name: str, timeout: float) -> None:
+        part = PARTS_BY_NAME[name]
+        procs.wait_for(
+            name,
+            lambda: self._alive_and_answers(part),
+            timeout,
+            self.config.logs_dir / f"{name}.log",
+        )
+
+    def _alive_and_answers(self, part: Part) -> bool:
+        if not self.running(part.name):
+            raise LabError(
+                f"{part.name} exited during start-up; see "
+                f"{self.config.logs_dir / (part.name + '.log')}"
+            )
+        return part.answers(self.config)
+
+    def stop_part(self, name: str) -> bool:
+        if name == "postgres":
+            return servers.stop_postgres(self.config)
+        return procs.stop_pid(self.pid_file(name), sig=PARTS_BY_NAME[name].stop_signal)
+
+    # -- the lab ----------------------------------------------------------------------------
+
+    def is_up(self) -> bool:
+        return (self.state_dir / "lab.json").exists() and self.running("kubernetes")
+
+    def up(self) -> dict[str, str]:
+        """Start whatever is not running (a fault's stopped part stays stopped); the exports."""
+        from irlib.lab import faults, seed
+        from irlib.lab.kube import wait_ready, write_kubeconfig
+
+        t0 = time.monotonic()
+        if self.is_up():
+            held = faults.stopped_parts(self)
+            for part in PART_LIST:
+                if part.name not in held:
+                    self.start_part(part.name)
+            self.log(f"lab already up in {self.state_dir}")
+            return self.exports()
+        if (self.state_dir / "lab.json").exists():
+            self.down(quiet=True)  # half a lab (a crash, a reboot): restart it whole
+        config = self._configure()
+        write_control(config, {})
+        self.tokens()
+        self.log(f"starting the drill lab in {self.state_dir}")
+        # Redis and Prometheus start in the background while PostgreSQL starts and is seeded:
+        # Prometheus spends its first seconds discovering targets anyway.
+        servers.start_redis(config)
+        servers.start_prometheus(config)
+        self.start_part("postgres")
+        t1 = time.monotonic()
+        seed.create_schema_and_seed(config.postgres_dsn)
+        self.log(f"{'seed':<12} ready in {time.monotonic() - t1:.1f} s")
+        for part in PART_LIST[1:]:
+            self.start_part(part.name)
+        write_kubeconfig(config)
+        wait_ready(config, timeout=30)
+        self._wait_pods_ready()
+        self.write_profile()
+        self.log(f"lab ready in {time.monotonic() - t0:.1f} s")
+        return self.exports()
+
+    def _wait_pods_ready(self, timeout: float = 30) -> None:
+        """Wait until the api-service's pods are ready, so the API serves when `up` returns."""
+        procs.wait_for(
+            "api-service /health",
+            lambda: PARTS_BY_NAME["api"].healthy(self.config),
+            timeout,
+            self.config.logs_dir / "api.log",
+        )
+
+    def write_profile(self) -> Path:
+        c = self.config
+        profile = Profile(
+            name="lab",
+            kubernetes=KubernetesTarget(
+                kubeconfig=str(c.kubeconfig), context="irlib-lab", namespace=c.namespace
+            ),
+            api=HttpTarget(
+                url=c.url("api"),
+                health_path="/health",
+                status_path="/health",
+                token_env="IRLIB_ADMIN_TOKEN",
+            ),
+            broker=HttpTarget(
+                url=c.url("broker"),
+                health_path="/health",
+                status_path="/v1/status",
+                token_env="IRLIB_BROKER_TOKEN",
+            ),
+            market_data=HttpTarget(
+                url=c.url("market_data"), health_path="/status", status_path="/status"
+            ),
+            postgres=PostgresTarget(dsn=c.postgres_dsn),
+            redis=RedisTarget(url=c.redis_url),
+            prometheus=PrometheusTarget(url=c.url("prometheus")),
+        )
+        path = self.state_dir / "profile.yaml"
+        dump_profile(profile, path)
+        return path
+
+    def exports(self) -> dict[str, str]:
+        c = self.config
+        out = {
+            "KUBECONFIG": str(c.kubeconfig),
+            "IRLIB_PROFILE": str(self.state_dir / "profile.yaml"),
+            "IRLIB_LAB_DIR": str(self.state_dir),
+        }
+        tokens = self.tokens()
+        out.update({k: tokens["tokens"][k] for k in tokens["generated"]})
+        return out
+
+    @staticmethod
+    def format_exports(exports: dict[str, str]) -> str:
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
+
+    def status(self) -> dict[str, Any]:
+        """Each part with its state (ready / unhealthy / stopped) and address."""
+        c = self.config
+        out: dict[str, Any] = {}
+        for part in PART_LIST:
+            pid = procs.running_pid(self.pid_file(part.name))
+            if pid is None:
+                state = "stopped"
+            elif part.healthy(c):
+                state = "ready"
+            elif part.answers(c):
+                state = "unhealthy"
+            else:
+                state = "not answering"
+            key, value = part.address(c)
+            out[part.name] = {"state": state, key: value, "pid": pid}
+        out["kubernetes"]["url"] = c.url("kubernetes")
+        out["faults"] = read_control(c).get("faults", [])
+        return out
+
+    def down(self, purge: bool = False, quiet: bool = False) -> list[str]:
+        """Stop every part by pid, last started first; `purge` also deletes the lab's files."""
+        if not (self.state_dir / "lab.json").exists():
+            if not quiet:
+                self.log(f"no lab in {self.state_dir}: nothing to stop")
+            return []
+        stopped = [p.name for p in reversed(PART_LIST) if self.stop_part(p.name)]
+        write_control(self.config, {})
+        if purge:
+            shutil.rmtree(self.config.pg_data_dir, ignore_errors=True)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self._config = None
+        if not quiet:
+            self.log(f"stopped {', '.join(stopped) or 'nothing (already down)'}")
+        return stopped

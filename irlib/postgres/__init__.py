@@ -1,0 +1,1 @@
+"""PostgreSQL (TimescaleDB in production): connectivity, sessions, statements, locks."""

@@ -1,0 +1,1 @@
+"""Redis, the api-service's cache: PING and INFO."""

@@ -1,0 +1,257 @@
+"""What every check returns and what a runbook decides: Status, Evidence, Check, Cause,
+Verdict. Frozen dataclasses that show themselves well in a notebook (`_repr_html_`) and
+serialise for `results.json` (`to_dict`). Nothing here talks to a system.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Status(enum.Enum):
+    """A check's outcome. FAIL: the system is broken; ERROR: we could not find out."""
+
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+    FAIL = "fail"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse: tables are sorted worst first."""
+        return _RANK[self]
+
+    @property
+    def colour(self) -> str:
+        return _COLOUR[self]
+
+
+_RANK = {Status.OK: 0, Status.WARN: 1, Status.ERROR: 2, Status.FAIL: 3}
+_COLOUR = {
+    Status.OK: "#d4edda",
+    Status.WARN: "#fff3cd",
+    Status.ERROR: "#e2d9f3",
+    Status.FAIL: "#f8d7da",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Raw facts behind a check: a small table (rows of column -> value) or a text excerpt."""
+
+    title: str
+    rows: tuple[Mapping[str, Any], ...] = ()
+    text: str = ""
+
+    @classmethod
+    def table(cls, title: str, rows: Iterable[Mapping[str, Any]]) -> Evidence:
+        return cls(title=title, rows=tuple(dict(r) for r in rows))
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "rows": _jsonable(list(self.rows)), "text": self.text}
+
+    def _repr_html_(self) -> str:
+        body = (
+            self.frame().to_html(index=False)
+            if self.rows
+            else f"<pre>{html.escape(self.text)}</pre>"
+        )
+        return f"<h4>{html.escape(self.title)}</h4>{body}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One question asked of the platform, and its answer."""
+
+    name: str
+    target: str
+    status: Status
+    summary: str
+    evidence: tuple[Evidence, ...] = ()
+    duration_s: float = 0.0
+    started_at: datetime = field(default_factory=utcnow)
+    facts: Mapping[str, Any] = field(default_factory=dict)  # for the verdict's rules
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "check": self.name,
+            "target": self.target,
+            "status": self.status.value,
+            "summary": self.summary,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.row(),
+            "started_at": self.started_at.isoformat(),
+            "facts": _jsonable(self.facts),
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+    def _repr_html_(self) -> str:
+        head = (
+            f'<div style="background:{self.status.colour};padding:4px">'
+            f"<b>{html.escape(self.name)}</b> [{self.status.value.upper()}] "
+            f"{html.escape(self.summary)}</div>"
+        )
+        return head + "".join(e._repr_html_() for e in self.evidence)
+
+
+def checks_frame(checks: Sequence[Check]) -> Any:
+    """The checks as one table, worst first, coloured by status."""
+    import pandas as pd
+
+    ordered = sorted(checks, key=lambda c: -c.status.rank)
+    frame = pd.DataFrame(
+        [c.row() for c in ordered], columns=["check", "target", "status", "summary", "duration_s"]
+    )
+    colours = {s.value: s.colour for s in Status}
+    return frame.style.apply(
+        lambda row: [f"background-color: {colours[row['status']]}"] * len(row), axis=1
+    ).hide(axis="index")
+
+
+class Health(enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A probable cause, named by the same id as the lab fault that reproduces it."""
+
+    id: str
+    title: str
+    score: float  # 0..1: how strongly the checks point here
+    supported_by: tuple[str, ...]  # names of the checks that support it
+    evidence: str  # one line a person can verify
+    mitigations: tuple[str, ...] = ()  # guarded mitigation ids, e.g. "rollback:api-service"
+    advice: str = ""  # what to do when no guarded mitigation fits
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "score": round(self.score, 2),
+            "supported_by": list(self.supported_by),
+            "evidence": self.evidence,
+            "mitigations": list(self.mitigations),
+            "advice": self.advice,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What is broken, its ranked probable causes, and the mitigations to apply."""
+
+    state: Health
+    summary: str
+    causes: tuple[Cause, ...] = ()
+    severity: str | None = None  # the severity this suggests (P1 ... P4), None when healthy
+
+    @property
+    def top_cause(self) -> Cause | None:
+        return self.causes[0] if self.causes else None
+
+    @property
+    def mitigations(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for cause in self.causes:
+            seen.update(dict.fromkeys(cause.mitigations))
+        return tuple(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "summary": self.summary,
+            "severity": self.severity,
+            "causes": [c.to_dict() for c in self.causes],
+            "mitigations": list(self.mitigations),
+        }
+
+    def causes_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "rank": i + 1,
+                    "cause": c.id,
+                    "score": round(c.score, 2),
+                    "evidence": c.evidence,
+                    "supported_by": ", ".join(c.supported_by),
+                    "mitigation": ", ".join(c.mitigations) or c.advice,
+                }
+                for i, c in enumerate(self.causes)
+            ]
+        )
+
+    def _repr_html_(self) -> str:
+        colour = {
+            Health.HEALTHY: Status.OK,
+            Health.DEGRADED: Status.WARN,
+            Health.DOWN: Status.FAIL,
+        }[self.state].colour
+        head = (
+            f'<div style="background:{colour};padding:6px;font-size:1.2em">'
+            f"<b>Verdict: {self.state.value.upper()}</b>"
+            f"{' (suggested severity ' + self.severity + ')' if self.severity else ''}"
+            f" &mdash; {html.escape(self.summary)}</div>"
+        )
+        if not self.causes:
+            return head
+        return head + self.causes_frame().to_html(index=False)
+
+    def __repr__(self) -> str:
+        lines = [f"Verdict: {self.state.value.upper()} - {self.summary}"]
+        if self.severity:
+            lines.append(f"  suggested severity: {self.severity}")
+        for i, c in enumerate(self.causes):
+            lines.append(
+                f"  {i + 1}. {c.id} (score {c.score:.2f}, from {', '.join(c.supported_by)})"
+                f": {c.evidence}"
+            )
+        if self.mitigations:
+            lines.append(f"  recommended mitigations: {', '.join(self.mitigations)}")
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"**Verdict: {self.state.value.upper()}**: {self.summary}"]
+        lines += [
+            f"{i + 1}. `{c.id}` ({c.score:.2f}): {c.evidence}" for i, c in enumerate(self.causes)
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""What the notebooks call: run checks concurrently under per-check timeouts, show them.
+
+A check that raises or overruns its timeout becomes a Check with status ERROR and the reason:
+a dead dependency never stops the other checks or the runbook. Threads, not asyncio, because
+the drivers (kubernetes, psycopg, redis) are blocking; a check left running past its timeout
+is abandoned, never waited for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from irlib.results import Check, Status, utcnow
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A check to run: its name and target (known before it runs) and the call itself."""
+
+    name: str
+    target: str
+    call: Callable[[], Check]
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+def run_check(spec: CheckSpec) -> Check:
+    """Run one check in this thread, turning an exception into an ERROR check."""
+    started, t0 = utcnow(), time.monotonic()
+    try:
+        result = spec.call()
+    except Exception as e:  # a check must never take the runbook down with it
+        return Check(
+            spec.name,
+            spec.target,
+            Status.ERROR,
+            f"{type(e).__name__}: {e}",
+            duration_s=time.monotonic() - t0,
+            started_at=started,
+        )
+    if result.duration_s == 0.0:
+        from dataclasses import replace
+
+        result = replace(result, duration_s=time.monotonic() - t0, started_at=started)
+    return result
+
+
+def run_checks(specs: Iterable[CheckSpec], max_workers: int = 16) -> list[Check]:
+    """Run checks concurrently; each returns within its own timeout, in the order given."""
+    specs = list(specs)
+    if not specs:
+        return []
+    pool = ThreadPoolExecutor(
+        max_workers=min(max_workers, len(specs)), thread_name_prefix="irlib-check"
+    )
+    try:
+        started = utcnow()
+        futures: list[tuple[CheckSpec, Future[Check], float]] = [
+            (s, pool.submit(run_check, s), time.monotonic()) for s in specs
+        ]
+        results = []
+        for spec, future, t0 in futures:
+            remaining = max(0.0, spec.timeout_s - (time.monotonic() - t0))
+            try:
+                results.append(future.result(timeout=remaining))
+            except TimeoutError:
+                future.cancel()
+                results.append(
+                    Check(
+                        spec.name,
+                        spec.target,
+                        Status.ERROR,
+                        f"no answer within {spec.timeout_s:g} s (timed out)",
+                        duration_s=spec.timeout_s,
+                        started_at=started,
+                    )
+                )
+        return results
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+# -- what a notebook holds: one Runbook, whose steps run checks and show them ----------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """The checks of one runbook step, shown as a table coloured by status, worst first,
+    with each check's evidence folded underneath."""
+
+    title: str
+    checks: tuple[Check, ...]
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from irlib.results import checks_frame
+
+        parts = [f"<h3>{html.escape(self.title)}</h3>", checks_frame(self.checks).to_html()]
+        for check in self.checks:
+            if check.evidence:
+                parts.append(
+                    f"<details><summary>{html.escape(check.name)}: "
+                    f"{html.escape(check.summary)}</summary>"
+                    + "".join(e._repr_html_() for e in check.evidence)
+                    + "</details>"
+                )
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        lines = [self.title] + [
+            f"  [{c.status.value.upper():5}] {c.name}: {c.summary}"
+            for c in sorted(self.checks, key=lambda c: -c.status.rank)
+        ]
+        return "\n".join(lines)
+
+    def __getitem__(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+
+class Runbook:
+    """The state of one runbook session: profile, guard, and the latest result of each check.
+
+    A scenario subclasses it with one method per step of the seed runbook; notebook cells call
+    those methods and nothing else. Every check and decision is recorded as evidence.
+    """
+
+    name = "runbook"
+
+    def __init__(
+        self,
+        *,
+        profile_path: str | None = None,
+        incident: str = "adhoc",
+        operator: str | None = None,
+        confirm: Iterable[str] = (),
+        timeout_s: float | None = None,
+    ) -> None:
+        import getpass
+
+        from irlib.guard import Guard
+        from irlib.profile import load_profile
+
+        self.profile = load_profile(profile_path)
+        self.incident = incident
+        self.operator = operator or getpass.getuser()
+        self.timeout_s = timeout_s or self.profile.timeouts.check_s
+        self.guard = Guard(confirm=confirm, operator=self.operator, record=self.record)
+        self.latest: dict[str, Check] = {}
+        self.started_at = utcnow()
+        self.record(
+            "run",
+            {
+                "runbook": self.name,
+                "incident": incident,
+                "operator": self.operator,
+                "profile": self.profile.name,
+                "started_at": self.started_at.isoformat(),
+            },
+        )
+
+    @staticmethod
+    def record(kind: str, data: dict) -> None:  # type: ignore[type-arg]
+        from irlib import evidence
+
+        evidence.record(kind, data)
+
+    def spec(self, name: str, target: str, call: Callable[[], Check]) -> CheckSpec:
+        return CheckSpec(name, target, call, timeout_s=self.timeout_s)
+
+    def run_step(self, title: str, specs: Iterable[CheckSpec]) -> Step:
+        checks = run_checks(specs)
+        for check in checks:
+            self.latest[check.name] = check
+            self.record("check", {"step": title, **check.to_dict()})
+        return Step(title, tuple(checks))

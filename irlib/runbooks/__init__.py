@@ -1,0 +1,1 @@
+"""One module per scenario of the seed runbook: its steps, in the seed's order, and its verdict."""

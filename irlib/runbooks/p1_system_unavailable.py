@@ -1,0 +1,618 @@
+"""P1: System Unavailable, the seed runbook's first scenario, step by step.
+
+Symptoms: API returning 5xx, health checks failing, no trading activity. The steps follow
+the seed: confirm scope, obvious causes, immediate mitigation, investigation (logs, pod
+details), dependencies, external dependencies; then a verdict and an incident summary draft.
+`diagnose` is pure: it ranks causes from the checks' facts, named like the lab's faults.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from irlib.guard import Attempt, Plan, parse_mitigation_id
+from irlib.http.checks import check_endpoint
+from irlib.k8s import checks as k8s
+from irlib.k8s import mitigations as k8s_fix
+from irlib.k8s._client import Kube
+from irlib.postgres.checks import check_connection_count, check_connectivity
+from irlib.profile import Profile
+from irlib.redis.checks import check_ping
+from irlib.results import Cause, Check, Health, Status, Verdict
+from irlib.runbook import Runbook, Step
+
+MITIGATION_ACTIONS = ("rollback", "delete-pod", "scale")
+
+
+class SystemUnavailable(Runbook):
+    name = "p1_system_unavailable"
+
+    def __init__(
+        self,
+        *,
+        log_tail: int = 100,
+        log_since_s: int = 600,
+        events_limit: int = 20,
+        scale_replicas: int = 5,
+        rollout_timeout_s: float = 60.0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        k = self.profile.kubernetes
+        self.kube = Kube(
+            kubeconfig=k.kubeconfig,
+            context=k.context,
+            namespace=k.namespace,
+            timeout_s=self.timeout_s,
+        )
+        self.log_tail, self.log_since_s, self.events_limit = log_tail, log_since_s, events_limit
+        self.scale_replicas = scale_replicas
+        self.rollout_timeout_s = rollout_timeout_s
+        for c in self.guard.confirmed:  # only this runbook's mitigations may be confirmed here
+            parse_mitigation_id(c, allowed=MITIGATION_ACTIONS)
+
+    # -- 1. Confirm Scope -------------------------------------------------------------------
+
+    def _scope_specs(self) -> list[Any]:
+        p, k = self.profile, self.profile.kubernetes
+        return [
+            self.spec(
+                "api health",
+                "api",
+                partial(
+                    check_endpoint,
+                    "api health",
+                    p.api.url + p.api.health_path,
+                    target="api",
+                    timeout_s=p.timeouts.http_s,
+                ),
+            ),
+            self.spec(
+                "pods",
+                "kubernetes",
+                partial(
+                    k8s.check_pods,
+                    self.kube,
+                    app_label=k.app_label,
+                    restarts_warn=p.thresholds.restarts_warn,
+                ),
+            ),
+            self.spec(
+                "ingress", "kubernetes", partial(k8s.check_ingress, self.kube, name=k.ingress)
+            ),
+            self.spec(
+                "recent events",
+                "kubernetes",
+                partial(k8s.check_recent_events, self.kube, limit=self.events_limit),
+            ),
+        ]
+
+    def confirm_scope(self) -> Step:
+        return self.run_step("1. Confirm Scope", self._scope_specs())
+
+    # -- 2. Check for Obvious Causes ----------------------------------------------------------
+
+    def obvious_causes(self) -> Step:
+        k = self.profile.kubernetes
+        return self.run_step(
+            "2. Check for Obvious Causes",
+            [
+                self.spec(
+                    "rollout history",
+                    "kubernetes",
+                    partial(k8s.check_rollout_history, self.kube, deployment=k.api_deployment),
+                ),
+                self.spec("nodes", "kubernetes", partial(k8s.check_nodes, self.kube)),
+                self.spec("top pods", "kubernetes", partial(k8s.check_top_pods, self.kube)),
+                self.spec("top nodes", "kubernetes", partial(k8s.check_top_nodes, self.kube)),
+            ],
+        )
+
+    # -- 3. Immediate Mitigation ----------------------------------------------------------------
+
+    def immediate_mitigation(self) -> MitigationPanel:
+        """Plan what the evidence so far recommends (and whatever was confirmed), run only
+        what was confirmed, then wait for the rollout and re-check the scope."""
+        verdict = diagnose(self.latest, self.profile)
+        wanted = list(verdict.mitigations)
+        wanted += [c for c in sorted(self.guard.confirmed) if c not in wanted]
+        panel = MitigationPanel(self, verdict)
+        for mid in wanted:
+            try:
+                plan = self.plan(mid, recommended=mid in verdict.mitigations)
+            except Exception as e:  # the target is gone or has no history: say so, change nothing
+                panel.problems.append(f"{mid}: cannot plan: {e}")
+                continue
+            self.guard.propose(plan)
+            panel.plans.append(plan)
+            if mid in self.guard.confirmed:
+                panel.run(plan)
+        return panel
+
+    def plan(self, mitigation_id: str, *, recommended: bool = True) -> Plan:
+        m = parse_mitigation_id(mitigation_id, allowed=MITIGATION_ACTIONS)
+        if m.action == "rollback":
+            return k8s_fix.plan_rollback(self.kube, m.target, recommended=recommended)
+        if m.action == "delete-pod":
+            return k8s_fix.plan_delete_pod(self.kube, m.target, recommended=recommended)
+        return k8s_fix.plan_scale(self.kube, m.target, int(m.value or 0), recommended=recommended)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        m = parse_mitigation_id(plan.id, allowed=MITIGATION_ACTIONS)
+        if m.action == "rollback":
+            result = k8s_fix.apply_rollback(self.kube, m.target)
+        elif m.action == "delete-pod":
+            result = k8s_fix.apply_delete_pod(self.kube, m.target)
+        else:
+            result = k8s_fix.apply_scale(self.kube, m.target, int(m.value or 0))
+        deployment = (
+            m.target if m.action != "delete-pod" else self.profile.kubernetes.api_deployment
+        )
+        result["rollout"] = k8s_fix.wait_rollout(
+            self.kube, deployment, timeout_s=self.rollout_timeout_s
+        )
+        return result
+
+    def recheck(self) -> Step:
+        return self.run_step("Re-check after mitigation", self._scope_specs())
+
+    # -- Investigation: Check Logs ----------------------------------------------------------
+
+    def check_logs(self) -> Step:
+        k = self.profile.kubernetes
+        return self.run_step(
+            "Check Logs",
+            [
+                self.spec(
+                    f"logs {k.api_deployment}",
+                    "kubernetes",
+                    partial(
+                        k8s.check_logs,
+                        self.kube,
+                        app=k.api_deployment,
+                        app_label=k.app_label,
+                        tail=self.log_tail,
+                        since_s=self.log_since_s,
+                    ),
+                ),
+                self.spec(
+                    "previous logs", "kubernetes", partial(k8s.check_previous_logs, self.kube)
+                ),
+                self.spec("pod details", "kubernetes", partial(k8s.check_pod_details, self.kube)),
+            ],
+        )
+
+    # -- Investigation: Check Dependencies ------------------------------------------------------
+
+    def check_dependencies(self) -> Step:
+        p = self.profile
+        return self.run_step(
+            "Check Dependencies",
+            [
+                self.spec(
+                    "database connectivity",
+                    "postgres",
+                    partial(
+                        check_connectivity,
+                        p.postgres.dsn,
+                        timeout_s=self.timeout_s,
+                        password_env=p.postgres.password_env,
+                    ),
+                ),
+                self.spec(
+                    "database connections",
+                    "postgres",
+                    partial(
+                        check_connection_count,
+                        p.postgres.dsn,
+                        timeout_s=self.timeout_s,
+                        warn_ratio=p.thresholds.db_connections_warn_ratio,
+                        password_env=p.postgres.password_env,
+                    ),
+                ),
+                self.spec(
+                    "redis ping",
+                    "redis",
+                    partial(
+                        check_ping,
+                        p.redis.url,
+                        timeout_s=self.timeout_s,
+                        password_env=p.redis.password_env,
+                    ),
+                ),
+            ],
+        )
+
+    def check_external_dependencies(self) -> Step:
+        p = self.profile
+        return self.run_step(
+            "Check External Dependencies",
+            [
+                self.spec(
+                    "market data",
+                    "market_data",
+                    partial(
+                        check_endpoint,
+                        "market data",
+                        p.market_data.url + p.market_data.status_path,
+                        target="market_data",
+                        timeout_s=p.timeouts.http_s,
+                    ),
+                ),
+                self.spec(
+                    "broker",
+                    "broker",
+                    partial(
+                        check_endpoint,
+                        "broker",
+                        p.broker.url + p.broker.health_path,
+                        target="broker",
+                        timeout_s=p.timeouts.http_s,
+                    ),
+                ),
+            ],
+        )
+
+    # -- Verdict and Resolution ----------------------------------------------------------------
+
+    def verdict(self) -> Verdict:
+        verdict = diagnose(self.latest, self.profile)
+        self.record("verdict", verdict.to_dict())
+        return verdict
+
+    def incident_summary(self) -> IncidentSummary:
+        return IncidentSummary(self, diagnose(self.latest, self.profile))
+
+
+# -- what the notebook shows for mitigations and the summary ---------------------------------
+
+
+@dataclass
+class MitigationPanel:
+    """The plans, what ran, and (in JupyterLab) a confirm button per plan not yet run."""
+
+    runbook: SystemUnavailable
+    verdict: Verdict
+    plans: list[Plan] | None = None
+    problems: list[str] | None = None
+    recheck: Step | None = None
+
+    def __post_init__(self) -> None:
+        self.plans = self.plans or []
+        self.problems = self.problems or []
+
+    def run(self, plan: Plan, *, clicked: bool = False) -> Attempt:
+        attempt = self.runbook.guard.execute(
+            plan, partial(self.runbook.apply, plan), clicked=clicked
+        )
+        if attempt.outcome == "executed":
+            self.recheck = self.runbook.recheck()
+        return attempt
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for plan in self.plans or []:
+            tried = [a for a in self.runbook.guard.attempts if a.id == plan.id]
+            last = tried[-1] if tried else None
+            out.append(
+                {
+                    "mitigation": plan.id,
+                    "recommended": plan.recommended,
+                    "plan": plan.summary,
+                    "command": plan.command,
+                    "outcome": last.outcome if last else "",
+                    "detail": last.detail if last else "",
+                }
+            )
+        return out
+
+    def __repr__(self) -> str:
+        lines = ["3. Immediate Mitigation", f"  diagnosis so far: {self.verdict.summary}"]
+        if not self.plans:
+            lines.append("  nothing to mitigate from the evidence so far")
+        for r in self.rows():
+            lines.append(f"  {r['mitigation']}: {r['plan']} -> {r['outcome']} ({r['detail']})")
+            if r["outcome"] != "executed":
+                lines.append(
+                    f"    to apply: irlib run {self.runbook.name} --confirm "
+                    f"{r['mitigation']}  (or the button in JupyterLab)"
+                )
+        lines += [f"  {p}" for p in self.problems or []]
+        if self.recheck:
+            lines.append(repr(self.recheck))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import pandas as pd
+
+        parts = [
+            "<h3>3. Immediate Mitigation</h3>",
+            f"<p>Diagnosis so far: {html.escape(self.verdict.summary)}</p>",
+        ]
+        if self.plans:
+            parts.append(pd.DataFrame(self.rows()).to_html(index=False))
+            parts.append(
+                "<p>Nothing runs unconfirmed: headless, pass "
+                "<code>--confirm ID</code>; in JupyterLab, use the buttons.</p>"
+            )
+        else:
+            parts.append("<p>Nothing to mitigate from the evidence so far.</p>")
+        parts += [f"<p>{html.escape(p)}</p>" for p in self.problems or []]
+        if self.recheck:
+            parts.append(self.recheck._repr_html_())
+        return "".join(parts)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
+        pending = [p for p in self.plans or [] if not self.runbook.guard.has_run(p.id)]
+        if pending and _widgets_wanted():
+            from irlib.widgets import confirm_buttons
+
+            display(confirm_buttons(pending, self.run))
+
+
+def _widgets_wanted() -> bool:
+    import os
+
+    return "IRLIB_RUN_DIR" not in os.environ  # headless runs confirm by id, never by click
+
+
+@dataclass
+class IncidentSummary:
+    """A draft of the seed's "Incident Summary", filled from this run."""
+
+    runbook: SystemUnavailable
+    verdict: Verdict
+
+    def markdown(self) -> str:
+        rb, v = self.runbook, self.verdict
+        top = v.top_cause
+        impact = {
+            Health.DOWN: "Complete API outage (API failing its health check)",
+            Health.DEGRADED: "Partial outage / degraded service",
+            Health.HEALTHY: "No user impact found by this run",
+        }[v.state]
+        now = _now()
+        minutes = int((now - rb.started_at).total_seconds() // 60)
+        lines = [
+            "## Incident Summary",
+            f"- **Incident ID**: {rb.incident}",
+            f"- **Severity**: {v.severity or 'none (healthy)'}",
+            f"- **Duration**: {minutes} minutes so far (since this run started)",
+            f"- **Impact**: {impact}",
+            "",
+            "## Timeline",
+            f"- {rb.started_at:%H:%M} - Runbook {rb.name} started by {rb.operator}",
+        ]
+        if top:
+            lines.append(f"- {now:%H:%M} - Probable root cause: {top.id} ({top.evidence})")
+        for a in rb.guard.attempts:
+            if a.outcome in ("executed", "failed"):
+                lines.append(f"- {a.at[11:16]} - {a.outcome}: {a.summary} (by {a.operator})")
+        lines.append(f"- {now:%H:%M} - Verdict: {v.state.value}")
+        lines += [
+            "",
+            "## Root Cause",
+            top.title + ": " + top.evidence
+            if top
+            else "No cause found: the platform looks healthy.",
+            "",
+            "## Action Items",
+        ]
+        lines += [f"- [ ] {c.advice or 'apply ' + ', '.join(c.mitigations)}" for c in v.causes]
+        lines += ["- [ ] Verify service stability and close the incident"] if v.causes else []
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def __repr__(self) -> str:
+        return self.markdown()
+
+
+def _now() -> Any:
+    from irlib.results import utcnow
+
+    return utcnow()
+
+
+# -- the verdict -------------------------------------------------------------------------------
+
+
+def _facts(checks: Mapping[str, Check], name: str) -> Mapping[str, Any]:
+    check = checks.get(name)
+    return check.facts if check else {}
+
+
+def _failed(checks: Mapping[str, Check], name: str) -> bool:
+    check = checks.get(name)
+    return check is not None and check.status is Status.FAIL
+
+
+Rule = Callable[[Mapping[str, Check], Profile], Cause | None]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def _api_rows(checks: Mapping[str, Check], key: str, profile: Profile) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in _facts(checks, "pods").get(key, [])
+        if r["app"] == profile.kubernetes.api_deployment
+    ]
+
+
+@rule
+def _bad_deploy(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+    crashing = [
+        r
+        for r in _api_rows(checks, "crashlooping", profile)
+        if r["last_state"] != "OOMKilled" and r["status"] != "OOMKilled"
+    ]
+    history = _facts(checks, "rollout history")
+    if not crashing or not history.get("previous_image"):
+        return None
+    dep = profile.kubernetes.api_deployment
+    previous = [
+        r
+        for r in _facts(checks, "previous logs").get("crashed", [])
+        if r["pod"] in {c["pod"] for c in crashing}
+    ]
+    last_line = f"; last log line: {previous[0]['last_line']}" if previous else ""
+    return Cause(
+        "bad-deploy",
+        f"recent deployment of {dep} crash-loops",
+        0.9 + (0.05 if previous else 0.0),
+        ("pods", "rollout history") + (("previous logs",) if previous else ()),
+        f"revision {history['current_revision']} ({history['current_image']}, "
+        f"{history['current_age']} old): {len(crashing)} pod(s) crash-looping; previous "
+        f"image {history['previous_image']}{last_line}",
+        mitigations=(f"rollback:{dep}",),
+        advice=f"roll {dep} back, then find why {history['current_image']} fails to start",
+    )
+
+
+@rule
+def _oom_killed(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+    oom = _facts(checks, "pods").get("oom_killed", [])
+    if not oom:
+        return None
+    apps = sorted({r["app"] for r in oom})
+    hot = _facts(checks, "top pods").get("hot", [])
+    return Cause(
+        "oom-killed",
+        f"containers of {', '.join(apps)} killed for exceeding their memory limit",
+        0.9 if any(r["status"] in ("CrashLoopBackOff", "OOMKilled") for r in oom) else 0.7,
+        ("pods",) + (("top pods",) if hot else ()),
+        f"{len(oom)} pod(s) last terminated OOMKilled: "
+        + ", ".join(f"{r['pod']} ({r['restarts']} restarts)" for r in oom[:5]),
+        advice=f"raise the memory limit of {', '.join(apps)} (kubectl set resources "
+        "--limits=memory=...) and restart its pods; add memory-based autoscaling",
+    )
+
+
+@rule
+def _node_not_ready(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+    nodes = _facts(checks, "nodes").get("not_ready", [])
+    if not nodes:
+        return None
+    stranded = [r for r in _facts(checks, "pods").get("not_ready", []) if r["node"] in nodes]
+    api = profile.kubernetes.api_deployment
+    return Cause(
+        "node-not-ready",
+        f"node(s) {', '.join(nodes)} NotReady",
+        0.85 + (0.1 if stranded else 0.0),
+        ("nodes",) + (("pods",) if stranded else ()),
+        f"{', '.join(nodes)} NotReady; {len(stranded)} pod(s) on it not ready"
+        + (f": {', '.join(r['pod'] for r in stranded[:5])}" if stranded else ""),
+        mitigations=tuple(f"delete-pod:{r['pod']}" for r in stranded if r["app"] == api),
+        advice="delete the stranded pods so they are rescheduled on healthy nodes; "
+        "ask the infrastructure team to repair or replace the node",
+    )
+
+
+@rule
+def _pods_pending(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+    pending = _facts(checks, "pods").get("pending", [])
+    if not pending:
+        return None
+    reasons = _facts(checks, "recent events").get("warning_reasons", [])
+    apps = sorted({r["app"] for r in pending})
+    dep = profile.kubernetes.api_deployment
+    history = _facts(checks, "rollout history")
+    rollback = dep in apps and history.get("previous_image") is not None
+    return Cause(
+        "pods-pending",
+        f"pods of {', '.join(apps)} cannot be scheduled",
+        0.85 + (0.05 if "FailedScheduling" in reasons else 0.0),
+        ("pods",) + (("recent events",) if "FailedScheduling" in reasons else ()),
+        f"{len(pending)} pod(s) Pending"
+        + (" (FailedScheduling: insufficient resources)" if "FailedScheduling" in reasons else ""),
+        mitigations=(f"rollback:{dep}",) if rollback else (),
+        advice="roll back the change that raised resource requests, or request emergency "
+        "node capacity from the infrastructure team",
+    )
+
+
+def _dependency_rule(cause_id: str, check_name: str, title: str, advice: str, score: float) -> Rule:
+    def fn(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+        if not _failed(checks, check_name):
+            return None
+        return Cause(
+            cause_id, title, score, (check_name,), checks[check_name].summary, advice=advice
+        )
+
+    fn.__name__ = f"_{cause_id.replace('-', '_')}"
+    return rule(fn)
+
+
+_dependency_rule(
+    "database-down",
+    "database connectivity",
+    "PostgreSQL (timescaledb) is down",
+    "restart or fail over timescaledb-0; the API cannot serve without it",
+    0.95,
+)
+_dependency_rule(
+    "redis-down",
+    "redis ping",
+    "Redis is down",
+    "restart redis-0; the api-service cache is unavailable",
+    0.9,
+)
+_dependency_rule(
+    "broker-down",
+    "broker",
+    "the broker API is unreachable",
+    "contact the broker; stop new orders (P1 Execution Failures runbook)",
+    0.8,
+)
+_dependency_rule(
+    "market-data-down",
+    "market data",
+    "the market-data provider is unreachable",
+    "contact the market-data provider; check data-ingestion",
+    0.8,
+)
+
+
+def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
+    """Rank the probable causes supported by the checks and decide the platform's state."""
+    causes = sorted((c for r in RULES if (c := r(checks, profile))), key=lambda c: -c.score)
+    api_down = _failed(checks, "api health")
+    if api_down and not causes:
+        causes = [
+            Cause(
+                "unknown",
+                "the API fails and no check explains why",
+                0.3,
+                ("api health",),
+                checks["api health"].summary,
+                advice="read the logs and events above; escalate per the path",
+            )
+        ]
+    failing = [c.name for c in checks.values() if c.status is Status.FAIL]
+    if api_down:
+        state = Health.DOWN
+    elif causes or failing:
+        state = Health.DEGRADED
+    else:
+        state = Health.HEALTHY
+    severity = {Health.DOWN: "P1", Health.DEGRADED: "P2", Health.HEALTHY: None}[state]
+    if causes:
+        summary = f"{state.value}: probable cause {causes[0].id} ({causes[0].title})"
+    elif failing:
+        summary = f"{state.value}: failing checks {', '.join(failing)}"
+    else:
+        summary = f"healthy: {len(checks)} checks passed"
+    return Verdict(state, summary, tuple(causes), severity)

@@ -1,0 +1,460 @@
+"""`irlib run`: execute one runbook notebook headless with papermill and archive its evidence.
+
+Talks to papermill/nbclient (a local kernel), nbconvert (HTML, no kernel) and `git log`; writes
+only inside its own new run folder. Everything is checked (runbook, profile, parameters) before
+that folder exists. It must not import JupyterLab, and imports papermill and nbconvert only when
+a run starts, so that `irlib --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from irlib import __version__, evidence
+from irlib.errors import UsageError
+from irlib.params import read_parameters, validate
+from irlib.profile import Profile, load_profile
+
+# What the runner sets itself when the notebook declares it, and the option that sets it.
+RESERVED = {
+    "profile_path": "--profile",
+    "incident": "--incident",
+    "operator": "--operator",
+    "confirm": "--confirm",
+}
+NOTEBOOK = "notebook.ipynb"
+HTML = "notebook.html"
+RESULTS = "results.json"
+MANIFEST = "manifest.json"
+HEALTHY = "healthy"
+EXIT_HEALTHY, EXIT_PROBLEM, EXIT_CRASHED = 0, 1, 3
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # runbook and incident become paths
+
+
+def print_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    exit_code: int
+    status: str  # "completed" or "crashed"
+    verdict: dict[str, Any] | None
+    reason: str | None = None  # why it crashed
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything decided before a run folder exists."""
+
+    runbook: str
+    notebook: Path
+    profile: Profile
+    profile_path: Path
+    incident: str
+    operator: str
+    parameters: dict[str, Any]  # what papermill injects
+    secret_envs: tuple[str, ...]
+
+
+def run_runbook(
+    runbook: str,
+    *,
+    profile: str | None,
+    incident: str | None,
+    params: Mapping[str, Any],
+    confirm: Sequence[str],
+    operator: str | None,
+    outputs: Path,
+    notebooks_dir: Path,
+    execution_timeout_s: float = 120,
+    log: Callable[[str], None] = print_to_stderr,
+) -> RunResult:
+    """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`.
+
+    Raises UsageError/ProfileError (exit 2) before anything runs; otherwise always returns,
+    with the run folder holding notebook, HTML, results.json and manifest.json.
+    """
+    plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
+    started = datetime.now(UTC)
+    run_dir = make_run_dir(Path(outputs).resolve() / plan.incident, started, plan.runbook)
+    log(
+        f"running {plan.runbook} against profile {plan.profile.name} "
+        f"(incident {plan.incident}, operator {plan.operator}) ..."
+    )
+    secrets = evidence.secret_values(plan.secret_envs)
+    evidence.append_record(
+        run_dir / evidence.EVENTS_FILE,
+        {
+            "kind": "run",
+            "at": started.isoformat(),
+            "data": evidence.redact_value(_run_facts(plan), secrets),
+        },
+    )
+    t0 = time.monotonic()
+    reason = _execute(plan, run_dir, execution_timeout_s)
+    finished = datetime.now(UTC)
+    result = _archive(plan, run_dir, reason, started, finished, time.monotonic() - t0)
+    _log_outcome(result, log)
+    return result
+
+
+def make_run_dir(parent: Path, started: datetime, runbook: str) -> Path:
+    """A new folder `<UTC time>-<runbook>[-N]`: `mkdir` fails if it exists, so two runs in the
+    same second (even in two processes) get two folders."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{runbook}"
+    for n in range(1, 1000):
+        candidate = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise UsageError(f"{parent}: too many runs of {runbook} in one second")
+
+
+def _plan(
+    runbook: str,
+    profile: str | None,
+    incident: str | None,
+    given: Mapping[str, Any],
+    confirm: Sequence[str],
+    operator: str | None,
+    notebooks_dir: Path,
+    log: Callable[[str], None],
+) -> _Plan:
+    notebook = _resolve_notebook(runbook, Path(notebooks_dir))
+    profile_arg = profile or os.environ.get("IRLIB_PROFILE") or None
+    loaded = load_profile(profile_arg)  # None: its error says to pass --profile
+    profile_path = Path(str(profile_arg)).resolve()
+    incident = incident or "adhoc"
+    if not _SAFE_NAME.match(incident):
+        raise UsageError(f"incident {incident!r}: use letters, digits, '.', '_' and '-' only")
+    operator = operator or _default_operator()
+    declared = read_parameters(notebook)
+    profile_envs = _env_names(loaded.to_dict())
+    values = validate(
+        notebook, given, reserved=RESERVED, secrets=evidence.secret_values(profile_envs)
+    )
+    runner_set = {
+        "profile_path": str(profile_path),
+        "incident": incident,
+        "operator": operator,
+        "confirm": list(confirm),
+    }
+    for name, value in runner_set.items():
+        if name in declared:
+            values[name] = value
+        elif name == "confirm" and confirm:
+            log(f"warning: {runbook} takes no confirm parameter; --confirm is ignored")
+    # An `*_env` parameter names a secret's env var, as the profile's `*_env` settings do.
+    notebook_envs = [
+        str(v)
+        for n, v in {**{k: p.default for k, p in declared.items()}, **values}.items()
+        if n.endswith("_env") and isinstance(v, str)
+    ]
+    return _Plan(
+        runbook=runbook,
+        notebook=notebook,
+        profile=loaded,
+        profile_path=profile_path,
+        incident=incident,
+        operator=operator,
+        parameters=values,
+        secret_envs=tuple(dict.fromkeys([*profile_envs, *notebook_envs])),
+    )
+
+
+def _resolve_notebook(runbook: str, notebooks_dir: Path) -> Path:
+    available = sorted(p.stem for p in notebooks_dir.glob("*.ipynb"))
+    path = notebooks_dir / f"{runbook}.ipynb"
+    if not _SAFE_NAME.match(runbook) or not path.is_file():
+        raise UsageError(
+            f"unknown runbook {runbook!r}; available: {', '.join(available) or 'none'} "
+            f"(in {notebooks_dir})"
+        )
+    return path
+
+
+def _default_operator() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry for this uid, as in some containers
+        return "unknown"
+
+
+def _env_names(value: Any, key: str = "") -> list[str]:
+    """The values of every `*_env` setting in a profile: the names of its secrets' env vars."""
+    if isinstance(value, Mapping):
+        return [n for k, v in value.items() for n in _env_names(v, str(k))]
+    if key.endswith("_env") and isinstance(value, str) and value:
+        return [value]
+    return []
+
+
+def _run_facts(plan: _Plan) -> dict[str, Any]:
+    return {
+        "runbook": plan.runbook,
+        "incident": plan.incident,
+        "operator": plan.operator,
+        "profile": plan.profile.name,
+        "parameters": plan.parameters,
+    }
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set env vars for the kernel, which inherits this process's environment."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _execute(plan: _Plan, run_dir: Path, timeout_s: float) -> str | None:
+    """Run the notebook; None when it completed, else why it crashed (its notebook marked)."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    env = {
+        evidence.RUN_DIR_ENV: str(run_dir),
+        evidence.REDACT_ENVS_ENV: ",".join(plan.secret_envs),
+    }
+    papermill_marked_all_completed = True
+    try:
+        with _environment(env):
+            papermill.execute_notebook(
+                str(plan.notebook),
+                str(run_dir / NOTEBOOK),
+                parameters=plan.parameters,
+                kernel_name="python3",
+                execution_timeout=timeout_s,
+                cwd=str(plan.notebook.parent),
+                progress_bar=False,
+                log_output=False,
+                # The kernel's own log (plain-TCP warning, socket errors while it is shut
+                # down after a timeout) is noise on the operator's terminal, not evidence.
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            )
+        return None
+    except PapermillExecutionError as e:
+        reason = f"cell In[{e.exec_count}] raised {e.ename}: {e.evalue}"
+        papermill_marked_all_completed = False  # it marked the failing cell itself
+    except CellTimeoutError:
+        reason = f"timed out: a cell ran longer than {timeout_s:g} s (--timeout)"
+    except DeadKernelError as e:
+        reason = f"the kernel died ({e}) while a cell was running"
+    except KeyboardInterrupt:
+        reason = "interrupted by the operator (Ctrl-C)"
+    except Exception as e:  # a kernel that cannot start, a notebook papermill cannot write
+        reason = f"papermill failed: {type(e).__name__}: {e}"
+    _mark_crashed(run_dir / NOTEBOOK, plan.notebook, reason, papermill_marked_all_completed)
+    return reason
+
+
+def _mark_crashed(path: Path, source: Path, reason: str, fix_statuses: bool) -> None:
+    """Make the saved notebook say it crashed: on a timeout or a dead kernel papermill has
+    marked every cell "completed", including those that never ran."""
+    import nbformat
+    from nbformat.v4 import new_markdown_cell
+
+    nb = nbformat.read(path if path.exists() else source, as_version=4)
+    started = [i for i, c in enumerate(nb.cells) if _papermill(c).get("start_time")]
+    failed = started[-1] if started else None
+    if fix_statuses and failed is not None:
+        nb.cells[failed].metadata.papermill.update(status="failed", exception=True)
+        for cell in nb.cells[failed + 1 :]:
+            if "papermill" in cell.metadata and not cell.metadata.papermill.get("start_time"):
+                cell.metadata.papermill["status"] = "not run"
+        nb.cells.insert(
+            failed + 1,
+            new_markdown_cell(
+                f"**irlib: the cell above did not finish: {reason}**",
+                metadata={"tags": ["irlib-crash-marker"]},
+            ),
+        )
+    nb.cells.insert(
+        0,
+        new_markdown_cell(
+            '<div style="background:#f8d7da;padding:8px;border:1px solid #a94442">'
+            f"<b>irlib: this run crashed</b>: {reason}.<br>"
+            "The cells after the failing one did not run; the evidence below is partial.</div>",
+            metadata={"tags": ["irlib-crash-banner"]},
+        ),
+    )
+    nb.metadata.setdefault("irlib", {})["run"] = {
+        "status": "crashed",
+        "reason": reason,
+        "failed_cell": None if failed is None else failed + 1,  # index after the banner
+    }
+    nbformat.write(nb, path)
+
+
+def _papermill(cell: Any) -> Any:
+    return cell.get("metadata", {}).get("papermill", {})
+
+
+def _archive(
+    plan: _Plan,
+    run_dir: Path,
+    reason: str | None,
+    started: datetime,
+    finished: datetime,
+    duration_s: float,
+) -> RunResult:
+    """notebook.html, results.json and manifest.json, every file redacted before hashing."""
+    secrets = evidence.secret_values(plan.secret_envs)
+    notebook_path = run_dir / NOTEBOOK
+    if reason is None:
+        _mark_completed(notebook_path)
+    for path in _files(run_dir):
+        evidence.redact_file(path, secrets)
+    _render_html(notebook_path, run_dir / HTML)
+
+    events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
+    verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
+    verdict = verdicts[-1] if verdicts else None
+    exit_code = _exit_code(reason, verdict)
+    status = "crashed" if reason else "completed"
+    results = {
+        "runbook": plan.runbook,
+        "incident": plan.incident,
+        "operator": plan.operator,
+        "profile": {"name": plan.profile.name, "path": str(plan.profile_path)},
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "duration_s": round(duration_s, 3),
+        "parameters": plan.parameters,
+        "status": status,
+        "reason": reason,
+        "checks": [e["data"] for e in events if e["kind"] == "check"],
+        "verdict": verdict,
+        "mitigations": [e["data"] for e in events if e["kind"] == "mitigation"],
+        "exit_code": exit_code,
+    }
+    _write_json(run_dir / RESULTS, evidence.redact_value(results, secrets))
+    for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
+        evidence.redact_file(path, secrets)
+    _write_json(run_dir / MANIFEST, _manifest(plan, run_dir))
+    return RunResult(run_dir, exit_code, status, verdict, reason)
+
+
+def _exit_code(reason: str | None, verdict: Mapping[str, Any] | None) -> int:
+    if reason is not None:
+        return EXIT_CRASHED
+    if verdict is not None and verdict.get("state") == HEALTHY:
+        return EXIT_HEALTHY
+    return EXIT_PROBLEM  # a problem found, or a runbook that completed without a verdict
+
+
+def _mark_completed(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.setdefault("irlib", {})["run"] = {"status": "completed", "reason": None}
+    nbformat.write(nb, path)
+
+
+def _render_html(notebook_path: Path, html_path: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    try:
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    except Exception as e:  # a rendering bug must not cost the rest of the evidence
+        body = f"<html><body><p>irlib: nbconvert could not render this notebook: {e}</p>"
+    html_path.write_text(body, encoding="utf-8")
+
+
+def _files(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _manifest(plan: _Plan, run_dir: Path) -> dict[str, Any]:
+    import nbclient
+    import nbconvert
+    import papermill
+
+    files = {}
+    for path in _files(run_dir):
+        data = path.read_bytes()
+        files[path.relative_to(run_dir).as_posix()] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
+    return {
+        "files": files,
+        "runbook": {
+            "path": str(plan.notebook),
+            "sha256": hashlib.sha256(plan.notebook.read_bytes()).hexdigest(),
+            "git_revision": _git_revision(plan.notebook),
+        },
+        "irlib_version": __version__,
+        "python_version": platform.python_version(),
+        "papermill_version": papermill.__version__,
+        "nbclient_version": nbclient.__version__,
+        "nbconvert_version": nbconvert.__version__,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _git_revision(path: Path) -> str:
+    """The last commit that touched the runbook; "unknown" outside git or before a commit."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    revision = out.stdout.strip()
+    return revision if out.returncode == 0 and revision else "unknown"
+
+
+def _log_outcome(result: RunResult, log: Callable[[str], None]) -> None:
+    if result.status == "crashed":
+        log(f"crashed: {result.reason}")
+    elif result.verdict is None:
+        log("completed without a verdict")
+    else:
+        causes = result.verdict.get("causes") or []
+        top = ", ".join(f"{c.get('id')} ({c.get('score')})" for c in causes[:3])
+        mitigations = ", ".join(result.verdict.get("mitigations") or [])
+        log(
+            f"verdict: {str(result.verdict.get('state')).upper()}"
+            + (f"; probable causes: {top}" if top else "")
+            + (f"; mitigations: {mitigations}" if mitigations else "")
+        )
+    log(f"evidence: {result.run_dir} (exit {result.exit_code})")

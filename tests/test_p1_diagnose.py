@@ -1,0 +1,101 @@
+"""The P1 verdict's rules on hand-made checks: each cause ranked first by its own evidence.
+(The same rules are exercised end to end against the lab's faults in test_p1_runbook.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from irlib.profile import profile_from_dict
+from irlib.results import Check, Health, Status
+from irlib.runbooks.p1_system_unavailable import diagnose
+
+from .test_profile import MINIMAL
+
+PROFILE = profile_from_dict(MINIMAL)
+
+
+def pod(name: str, app: str, status: str = "Running", last: str = "", node: str = "node-1",
+        restarts: int = 0) -> dict[str, Any]:
+    return {"pod": name, "app": app, "ready": "1/1", "status": status, "restarts": restarts,
+            "last_state": last, "node": node, "age": "5m"}
+
+
+def healthy_checks(**override: Check) -> dict[str, Check]:
+    checks = {
+        "api health": Check("api health", "api", Status.OK, "200"),
+        "pods": Check("pods", "kubernetes", Status.OK, "all ready", facts={
+            "crashlooping": [], "oom_killed": [], "pending": [], "not_ready": [],
+            "restarting": []}),
+        "rollout history": Check("rollout history", "kubernetes", Status.OK, "rev 2", facts={
+            "current_revision": 2, "current_image": "api:1.8.2", "current_age": "1d",
+            "previous_image": "api:1.8.1"}),
+        "nodes": Check("nodes", "kubernetes", Status.OK, "3 Ready", facts={"not_ready": []}),
+        "recent events": Check("recent events", "kubernetes", Status.OK, "",
+                               facts={"warning_reasons": []}),
+        "database connectivity": Check("database connectivity", "postgres", Status.OK, ""),
+        "redis ping": Check("redis ping", "redis", Status.OK, ""),
+        "market data": Check("market data", "market_data", Status.OK, ""),
+        "broker": Check("broker", "broker", Status.OK, ""),
+    }
+    checks.update(override)
+    return checks
+
+
+def pods_check(**facts: list[dict[str, Any]]) -> Check:
+    base = {"crashlooping": [], "oom_killed": [], "pending": [], "not_ready": [],
+            "restarting": []}
+    return Check("pods", "kubernetes", Status.FAIL, "", facts={**base, **facts})
+
+
+API_DOWN = Check("api health", "api", Status.FAIL, "503: no healthy upstream")
+CRASH = pod("api-service-b-1", "api-service", "CrashLoopBackOff", "Error", restarts=4)
+OOM = pod("api-service-a-1", "api-service", "CrashLoopBackOff", "OOMKilled", restarts=4)
+PENDING = pod("api-service-c-1", "api-service", "Pending", node="")
+STRANDED = pod("api-service-a-2", "api-service", node="node-2")
+
+CASES = {
+    "bad-deploy": {"api health": API_DOWN,
+                   "pods": pods_check(crashlooping=[CRASH], not_ready=[CRASH])},
+    "oom-killed": {"api health": API_DOWN,
+                   "pods": pods_check(crashlooping=[OOM], oom_killed=[OOM], not_ready=[OOM])},
+    "pods-pending": {"pods": pods_check(pending=[PENDING], not_ready=[PENDING])},
+    "node-not-ready": {"nodes": Check("nodes", "kubernetes", Status.FAIL, "NotReady: node-2",
+                                      facts={"not_ready": ["node-2"]}),
+                       "pods": pods_check(not_ready=[STRANDED])},
+    "database-down": {"api health": API_DOWN, "database connectivity": Check(
+        "database connectivity", "postgres", Status.FAIL, "cannot connect")},
+    "redis-down": {"redis ping": Check("redis ping", "redis", Status.FAIL, "PING failed")},
+    "broker-down": {"broker": Check("broker", "broker", Status.FAIL, "unreachable")},
+    "market-data-down": {"market data": Check("market data", "market_data", Status.FAIL, "x")},
+}
+
+
+def test_healthy_checks_give_a_healthy_verdict_with_no_cause() -> None:
+    verdict = diagnose(healthy_checks(), PROFILE)
+    assert verdict.state is Health.HEALTHY and verdict.causes == () and verdict.severity is None
+
+
+@pytest.mark.parametrize("cause", list(CASES), ids=list(CASES))
+def test_each_cause_is_ranked_first_by_its_own_evidence(cause: str) -> None:
+    verdict = diagnose(healthy_checks(**CASES[cause]), PROFILE)
+    assert verdict.top_cause is not None and verdict.top_cause.id == cause, verdict.causes
+    assert verdict.state is not Health.HEALTHY
+    assert set(verdict.top_cause.supported_by) <= set(healthy_checks(**CASES[cause]))
+
+
+def test_bad_deploy_recommends_the_rollback_and_down_is_p1() -> None:
+    verdict = diagnose(healthy_checks(**CASES["bad-deploy"]), PROFILE)
+    assert verdict.mitigations == ("rollback:api-service",)
+    assert verdict.state is Health.DOWN and verdict.severity == "P1"
+
+
+def test_stranded_pods_on_a_not_ready_node_are_to_be_deleted() -> None:
+    verdict = diagnose(healthy_checks(**CASES["node-not-ready"]), PROFILE)
+    assert verdict.mitigations == ("delete-pod:api-service-a-2",)
+
+
+def test_an_api_failure_nobody_explains_is_an_unknown_cause() -> None:
+    verdict = diagnose(healthy_checks(**{"api health": API_DOWN}), PROFILE)
+    assert verdict.top_cause.id == "unknown" and verdict.state is Health.DOWN

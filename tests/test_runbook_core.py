@@ -1,0 +1,76 @@
+"""irlib core: results and concurrent checks under per-check timeouts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from irlib.results import Check, Evidence, Status, checks_frame
+from irlib.runbook import CheckSpec, run_checks
+
+
+def _ok(name: str, delay: float = 0.0) -> CheckSpec:
+    def call() -> Check:
+        time.sleep(delay)
+        return Check(name, "svc", Status.OK, "fine")
+
+    return CheckSpec(name, "svc", call)
+
+
+def test_checks_run_concurrently_and_keep_their_order() -> None:
+    t0 = time.monotonic()
+    results = run_checks([_ok("a", 0.3), _ok("b", 0.3), _ok("c", 0.3)])
+    assert [c.name for c in results] == ["a", "b", "c"]
+    assert time.monotonic() - t0 < 0.8
+    assert all(c.status is Status.OK and c.duration_s >= 0.25 for c in results)
+
+
+def test_a_hung_check_is_an_error_at_its_timeout_and_others_still_answer() -> None:
+    release = threading.Event()
+
+    def hang() -> Check:
+        release.wait(10)
+        return Check("hang", "db", Status.OK, "late")
+
+    t0 = time.monotonic()
+    results = run_checks([CheckSpec("hang", "db", hang, timeout_s=0.5), _ok("b", 0.1)])
+    elapsed = time.monotonic() - t0
+    release.set()
+    assert results[0].status is Status.ERROR and "timed out" in results[0].summary
+    assert results[1].status is Status.OK
+    assert elapsed < 1.5
+
+
+def test_a_raising_check_is_an_error_with_the_reason() -> None:
+    def boom() -> Check:
+        raise ConnectionRefusedError("connection refused")
+
+    (result,) = run_checks([CheckSpec("db", "postgres", boom)])
+    assert result.status is Status.ERROR
+    assert "ConnectionRefusedError: connection refused" in result.summary
+
+
+def test_check_serialises_and_renders() -> None:
+    check = Check(
+        "pods",
+        "k8s",
+        Status.FAIL,
+        "2 crash-looping",
+        evidence=(Evidence.table("pods", [{"pod": "a", "restarts": 3}]),),
+        facts={"crashing": ["a"]},
+    )
+    data = json.loads(json.dumps(check.to_dict()))
+    assert data["status"] == "fail" and data["evidence"][0]["rows"] == [{"pod": "a", "restarts": 3}]
+    assert "FAIL" in check._repr_html_() and "<table" in check._repr_html_()
+
+
+def test_checks_frame_puts_the_worst_first() -> None:
+    checks = [
+        Check("a", "t", Status.OK, ""),
+        Check("b", "t", Status.FAIL, ""),
+        Check("c", "t", Status.ERROR, ""),
+    ]
+    frame = checks_frame(checks)
+    assert list(frame.data["check"]) == ["b", "c", "a"]
+    assert "background-color" in frame.to_html()
