@@ -6,7 +6,7 @@ APT_PACKAGES := postgresql redis-server prometheus
 # What each apt package brings, to tell whether it is installed already.
 APT_PROBES := /usr/lib/postgresql/*/bin/initdb /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/prometheus
 
-.PHONY: setup system-packages venv test lint demo-lab clean
+.PHONY: setup system-packages venv test lint demo lab clean
 
 setup: system-packages venv
 
@@ -30,9 +30,26 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(PY) -m pytest
 
+demo: setup
+	@scripts/demo
+
+# JupyterLab lives in its own venv: imported beside papermill it slows every headless run
+# (DESIGN.md), and drills and CI never need it.
+LAB_VENV := .venv-lab
+$(LAB_VENV)/.installed: pyproject.toml
+	@test -x $(LAB_VENV)/bin/python || python3 -m venv $(LAB_VENV)
+	$(LAB_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LAB_VENV)/bin/python -m pip install -q jupyterlab -e .
+	@touch $@
+
+lab: setup $(LAB_VENV)/.installed
+	@eval "$$($(VENV)/bin/irlib lab up)" && cd notebooks && \
+	  exec ../$(LAB_VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=. \
+	    $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
 lint: venv
 	$(VENV)/bin/ruff check irlib tests
 	$(VENV)/bin/ruff format --check irlib tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LAB_VENV) .pytest_cache build *.egg-info

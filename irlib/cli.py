@@ -181,8 +181,8 @@ def down(state_dir: Path | None, purge: bool) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
+    type=click.IntRange(min=1),
+    default=120,
     show_default=True,
     metavar="SECONDS",
     help="Longest any one cell may run before the run counts as crashed.",
@@ -202,7 +202,7 @@ def run_command(
     confirm: tuple[str, ...],
     operator: str | None,
     outputs: Path,
-    timeout: float,
+    timeout: int,
     notebooks: Path | None,
 ) -> None:
     """Run runbook notebook RUNBOOK headless and archive its evidence.

@@ -32,7 +32,7 @@ _SECRET_VALUE = re.compile(
     r"|^(ghp_|gho_|ghs_|github_pat_|glpat-|sk-|xox[abpr]-|AKIA|ASIA)\w{8,}",
     re.IGNORECASE,
 )
-_LONG_RANDOM = re.compile(r"^[A-Za-z0-9_\-+/=.]{32,}$")
+_LONG_RANDOM = re.compile(r"^[A-Za-z0-9_\-+=]{32,}$")  # no "/" or ".": paths pass
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,14 @@ class Parameter:
 
     name: str
     default: Any
-    type: type | None  # None: unknown (a None default without annotation); strings pass as-is
+    kind: type | None  # None: unknown (a None default without annotation); strings pass as-is
     optional: bool = False  # None is an accepted value
     item_type: type | None = None  # for lists: the type of each item, when known
 
     @property
     def type_name(self) -> str:
-        base = self.type.__name__ if self.type else "any"
-        return f"{base} or None" if self.optional and self.type else base
+        base = self.kind.__name__ if self.kind else "any"
+        return f"{base} or None" if self.optional and self.kind else base
 
 
 def read_parameters(notebook_path: Path) -> dict[str, Parameter]:
@@ -105,7 +105,7 @@ def convert(param: Parameter, value: Any) -> Any:
 def _from_string(param: Parameter, text: str) -> Any:
     if param.optional and text.strip().lower() in _NONE:
         return None
-    kind = param.type
+    kind = param.kind
     if kind is None or kind is str:
         return text
     if kind is bool:
@@ -146,7 +146,7 @@ def _list_from_string(param: Parameter, text: str) -> list[Any]:
 
 
 def _checked(param: Parameter, value: Any) -> Any:
-    kind = param.type
+    kind = param.kind
     if value is None and (param.optional or kind is None):
         return None
     if kind is None:

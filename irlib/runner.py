@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import html
 import json
+import math
 import os
 import platform
 import re
@@ -26,6 +28,7 @@ from typing import Any
 
 from irlib import __version__, evidence
 from irlib.errors import UsageError
+from irlib.guard import parse_mitigation_id
 from irlib.params import read_parameters, validate
 from irlib.profile import Profile, load_profile
 
@@ -88,7 +91,9 @@ def run_runbook(
     """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`.
 
     Raises UsageError/ProfileError (exit 2) before anything runs; otherwise always returns,
-    with the run folder holding notebook, HTML, results.json and manifest.json.
+    with the run folder holding notebook, HTML, results.json and manifest.json. One run per
+    process at a time: the kernel's settings travel in os.environ, and papermill changes the
+    working directory while it runs.
     """
     plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
     started = datetime.now(UTC)
@@ -147,6 +152,8 @@ def _plan(
     if not _SAFE_NAME.match(incident):
         raise UsageError(f"incident {incident!r}: use letters, digits, '.', '_' and '-' only")
     operator = operator or _default_operator()
+    for mitigation in confirm:  # a typo here would otherwise surface only mid-run
+        parse_mitigation_id(mitigation)
     declared = read_parameters(notebook)
     profile_envs = _env_names(loaded.to_dict())
     values = validate(
@@ -233,7 +240,7 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _execute(plan: _Plan, run_dir: Path, timeout_s: float) -> str | None:
+def _execute(plan: _Plan, run_dir: Path, timeout: float) -> str | None:
     """Run the notebook; None when it completed, else why it crashed (its notebook marked)."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -243,6 +250,7 @@ def _execute(plan: _Plan, run_dir: Path, timeout_s: float) -> str | None:
         evidence.RUN_DIR_ENV: str(run_dir),
         evidence.REDACT_ENVS_ENV: ",".join(plan.secret_envs),
     }
+    timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
     try:
         with _environment(env):
@@ -284,11 +292,14 @@ def _mark_crashed(path: Path, source: Path, reason: str, fix_statuses: bool) -> 
     nb = nbformat.read(path if path.exists() else source, as_version=4)
     started = [i for i, c in enumerate(nb.cells) if _papermill(c).get("start_time")]
     failed = started[-1] if started else None
+    if fix_statuses:
+        for i, cell in enumerate(nb.cells):
+            meta = _papermill(cell)
+            if i == failed:
+                meta.update(status="failed", exception=True)
+            elif meta and not meta.get("start_time"):
+                meta["status"] = "not run"
     if fix_statuses and failed is not None:
-        nb.cells[failed].metadata.papermill.update(status="failed", exception=True)
-        for cell in nb.cells[failed + 1 :]:
-            if "papermill" in cell.metadata and not cell.metadata.papermill.get("start_time"):
-                cell.metadata.papermill["status"] = "not run"
         nb.cells.insert(
             failed + 1,
             new_markdown_cell(
@@ -300,7 +311,7 @@ def _mark_crashed(path: Path, source: Path, reason: str, fix_statuses: bool) -> 
         0,
         new_markdown_cell(
             '<div style="background:#f8d7da;padding:8px;border:1px solid #a94442">'
-            f"<b>irlib: this run crashed</b>: {reason}.<br>"
+            f"<b>irlib: this run crashed</b>: {html.escape(reason)}.<br>"
             "The cells after the failing one did not run; the evidence below is partial.</div>",
             metadata={"tags": ["irlib-crash-banner"]},
         ),
@@ -332,7 +343,7 @@ def _archive(
         _mark_completed(notebook_path)
     for path in _files(run_dir):
         evidence.redact_file(path, secrets)
-    _render_html(notebook_path, run_dir / HTML)
+    _render_html(notebook_path, run_dir / HTML, f"{plan.runbook} {plan.incident}")
 
     events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
     verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
@@ -378,12 +389,14 @@ def _mark_completed(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _render_html(notebook_path: Path, html_path: Path) -> None:
+def _render_html(notebook_path: Path, html_path: Path, title: str) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
     try:
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
+        body, _ = HTMLExporter().from_notebook_node(
+            nbformat.read(notebook_path, as_version=4), resources={"metadata": {"name": title}}
+        )
     except Exception as e:  # a rendering bug must not cost the rest of the evidence
         body = f"<html><body><p>irlib: nbconvert could not render this notebook: {e}</p>"
     html_path.write_text(body, encoding="utf-8")

@@ -59,7 +59,8 @@ CASES = {
     "bad-deploy": {"api health": API_DOWN,
                    "pods": pods_check(crashlooping=[CRASH], not_ready=[CRASH])},
     "oom-killed": {"api health": API_DOWN,
-                   "pods": pods_check(crashlooping=[OOM], oom_killed=[OOM], not_ready=[OOM])},
+                   "pods": pods_check(crashlooping=[OOM], oom_killed=[OOM], not_ready=[OOM],
+                                      restarting=[OOM])},
     "pods-pending": {"pods": pods_check(pending=[PENDING], not_ready=[PENDING])},
     "node-not-ready": {"nodes": Check("nodes", "kubernetes", Status.FAIL, "NotReady: node-2",
                                       facts={"not_ready": ["node-2"]}),
@@ -99,3 +100,9 @@ def test_stranded_pods_on_a_not_ready_node_are_to_be_deleted() -> None:
 def test_an_api_failure_nobody_explains_is_an_unknown_cause() -> None:
     verdict = diagnose(healthy_checks(**{"api health": API_DOWN}), PROFILE)
     assert verdict.top_cause.id == "unknown" and verdict.state is Health.DOWN
+
+
+def test_an_old_oom_kill_on_a_serving_pod_is_not_a_cause() -> None:
+    healed = pod("api-service-a-1", "api-service", "Running", "OOMKilled", restarts=1)
+    verdict = diagnose(healthy_checks(pods=pods_check(oom_killed=[healed])), PROFILE)
+    assert verdict.causes == ()

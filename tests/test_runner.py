@@ -83,7 +83,7 @@ def test_healthy_run_exits_0_and_archives_verifiable_evidence(
     result, logged = _run(
         tmp_path,
         params={"timeout_s": "7", "ratio": "0.25", "verbose": "true"},
-        confirm=["restart:api-service"],
+        confirm=["rollback:api-service"],
     )
     assert (result.exit_code, result.status) == (0, "completed")
     assert result.run_dir.parent == tmp_path / "outputs" / "INC-1"
@@ -105,18 +105,18 @@ def test_healthy_run_exits_0_and_archives_verifiable_evidence(
         "profile_path": str(profile_path),
         "incident": "INC-1",
         "operator": "alice",
-        "confirm": ["restart:api-service"],
+        "confirm": ["rollback:api-service"],
     }
     assert [c["check"] for c in results["checks"]] == ["api_health", "token_seen"]
     assert results["verdict"]["state"] == "healthy" == result.verdict["state"]  # type: ignore[index]
-    assert results["mitigations"][0]["detail"] == "restart:api-service"
+    assert results["mitigations"][0]["detail"] == "rollback:api-service"
     assert datetime.fromisoformat(results["started_at"]).tzinfo is not None
 
     nb = _notebook(result)
     assert nb["metadata"]["irlib"]["run"]["status"] == "completed"
-    outputs = "".join(o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []))
-    assert "types: int float bool ['restart:api-service']" in outputs  # typed in the kernel
-    assert "toy_check" in (result.run_dir / "notebook.html").read_text()
+    outputs = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c["outputs"])
+    assert "types: int float bool ['rollback:api-service']" in outputs  # typed in the kernel
+    assert "<title>toy_check INC-1</title>" in (result.run_dir / "notebook.html").read_text()
     assert any("against profile toy" in line for line in logged)
     assert any("verdict: HEALTHY" in line for line in logged)
 
@@ -132,7 +132,7 @@ def test_a_problem_found_exits_1(tmp_path: Path, profile_path: Path, state: str)
 def test_completed_without_verdict_exits_1_and_injects_only_declared_names(
     tmp_path: Path, profile_path: Path
 ) -> None:
-    result, logged = _run(tmp_path, "toy_silent", confirm=["restart:x"])
+    result, logged = _run(tmp_path, "toy_silent", confirm=["rollback:x"])
     assert (result.exit_code, result.status, result.verdict) == (1, "completed", None)
     assert _notebook(result)["metadata"]["papermill"]["parameters"] == {}
     assert any("--confirm is ignored" in line for line in logged)
@@ -179,6 +179,12 @@ def test_a_secret_env_value_is_refused_as_a_parameter(
         _run(tmp_path, params={"state": "plainlookingvalue"})
 
 
+def test_an_unknown_mitigation_to_confirm_is_refused(tmp_path: Path, profile_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown mitigation 'reboot:everything'"):
+        _run(tmp_path, confirm=["rollback:api-service", "reboot:everything"])
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_unknown_runbook_lists_the_available_ones(tmp_path: Path, profile_path: Path) -> None:
     with pytest.raises(UsageError, match=r"unknown runbook 'toy_chek'; available: toy_check, "):
         _run(tmp_path, "toy_chek")
@@ -203,7 +209,7 @@ def test_profile_errors_exit_2_before_anything_runs(
 
 
 def test_an_unsafe_incident_id_is_refused(tmp_path: Path, profile_path: Path) -> None:
-    with pytest.raises(UsageError, match="incident '../x'"):
+    with pytest.raises(UsageError, match=r"incident '\.\./x'"):
         _run(tmp_path, incident="../x")
 
 
@@ -241,7 +247,7 @@ def test_a_cell_past_the_timeout_exits_3_and_says_it_timed_out(
     tmp_path: Path, profile_path: Path
 ) -> None:
     t0 = time.monotonic()
-    result, _ = _run(tmp_path, "toy_sleep", execution_timeout_s=2)
+    result, _ = _run(tmp_path, "toy_sleep", execution_timeout_s=1.5)  # nbclient: whole s
     assert time.monotonic() - t0 < 20  # the 60 s sleep was cut off, its kernel stopped
     nb = _assert_crashed(result, "timed out: a cell ran longer than 2 s")
     statuses = {
@@ -417,10 +423,10 @@ def test_values_of_the_wrong_type_are_refused(param: Parameter, value: Any) -> N
 
 def test_parameters_cell_types_come_from_defaults_and_annotations() -> None:
     declared = read_parameters(TOYS / "toy_check.ipynb")
-    assert declared["timeout_s"].type is int and declared["ratio"].type is float
-    assert declared["verbose"].type is bool
-    assert (declared["confirm"].type, declared["confirm"].item_type) == (list, str)
-    assert (declared["note"].type, declared["note"].optional) == (str, True)
+    assert declared["timeout_s"].kind is int and declared["ratio"].kind is float
+    assert declared["verbose"].kind is bool
+    assert (declared["confirm"].kind, declared["confirm"].item_type) == (list, str)
+    assert (declared["note"].kind, declared["note"].optional) == (str, True)
     assert validate(TOYS / "toy_check.ipynb", {"note": "null", "timeout_s": 9}) == {
         "note": None,
         "timeout_s": 9,
@@ -513,3 +519,19 @@ def test_secret_values_and_redact(monkeypatch: pytest.MonkeyPatch) -> None:
     # as nbconvert's HTML and the notebook's JSON spell it
     assert evidence.redact("x p&amp;ss&lt;w&gt; y", ["p&ss<w>"]) == "x [REDACTED] y"
     assert evidence.redact('"a\\"quoted-secret"', ['a"quoted-secret']) == '"[REDACTED]"'
+
+
+def test_the_manifest_names_the_runbooks_git_revision(tmp_path: Path) -> None:
+    from irlib.runner import _git_revision
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    book = repo / "rb.ipynb"
+    book.write_text("{}")
+    assert _git_revision(book) == "unknown"  # not in a repository
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "rb.ipynb"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "rb"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert _git_revision(book) == head.stdout.strip()

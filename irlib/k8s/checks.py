@@ -104,7 +104,14 @@ def check_pods(kube: Kube, *, app_label: str = "app", restarts_warn: int = 3) ->
         rows = [pod_row(p, app_label) for p in pods]
         ready = {p["metadata"]["name"]: _ready(p) for p in pods}
         facts = {
-            "crashlooping": [r for r in rows if r["status"] in ("CrashLoopBackOff", "Error")],
+            # between two crashes a container shows Running but not ready: restarts and the
+            # last termination tell a crash loop apart from a slow start
+            "crashlooping": [
+                r
+                for r in rows
+                if r["status"] in ("CrashLoopBackOff", "Error")
+                or (not ready[r["pod"]] and r["restarts"] and r["last_state"])
+            ],
             "oom_killed": [r for r in rows if "OOMKilled" in (r["status"], r["last_state"])],
             "pending": [r for r in rows if r["status"] == "Pending"],
             "not_ready": [r for r in rows if not ready[r["pod"]]],

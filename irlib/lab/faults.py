@@ -240,12 +240,22 @@ def _oom_visible(lab: Lab) -> bool:
     )
 
 
+def _clear_oom(lab: Lab) -> None:
+    _set_oom(lab, False)
+    # What an operator does after raising the limit: `kubectl rollout restart`, so that no
+    # pod keeps an OOMKilled last state from before the fix.
+    restarted = {"kubectl.kubernetes.io/restartedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                    time.gmtime())}
+    kube(lab, "PATCH", _deployment_path(lab, API_DEPLOYMENT),
+         {"spec": {"template": {"metadata": {"annotations": restarted}}}})
+
+
 register(
     Fault(
         "oom-killed",
         "api-service containers killed for memory (OOMKilled), restarts climbing",
         lambda lab: _set_oom(lab, True),
-        lambda lab: _set_oom(lab, False),
+        _clear_oom,
         _oom_visible,
     )
 )

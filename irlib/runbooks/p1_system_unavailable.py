@@ -96,21 +96,21 @@ class SystemUnavailable(Runbook):
 
     # -- 2. Check for Obvious Causes ----------------------------------------------------------
 
-    def obvious_causes(self) -> Step:
+    def _obvious_specs(self) -> list[Any]:
         k = self.profile.kubernetes
-        return self.run_step(
-            "2. Check for Obvious Causes",
-            [
-                self.spec(
-                    "rollout history",
-                    "kubernetes",
-                    partial(k8s.check_rollout_history, self.kube, deployment=k.api_deployment),
-                ),
-                self.spec("nodes", "kubernetes", partial(k8s.check_nodes, self.kube)),
-                self.spec("top pods", "kubernetes", partial(k8s.check_top_pods, self.kube)),
-                self.spec("top nodes", "kubernetes", partial(k8s.check_top_nodes, self.kube)),
-            ],
-        )
+        return [
+            self.spec(
+                "rollout history",
+                "kubernetes",
+                partial(k8s.check_rollout_history, self.kube, deployment=k.api_deployment),
+            ),
+            self.spec("nodes", "kubernetes", partial(k8s.check_nodes, self.kube)),
+            self.spec("top pods", "kubernetes", partial(k8s.check_top_pods, self.kube)),
+            self.spec("top nodes", "kubernetes", partial(k8s.check_top_nodes, self.kube)),
+        ]
+
+    def obvious_causes(self) -> Step:
+        return self.run_step("2. Check for Obvious Causes", self._obvious_specs())
 
     # -- 3. Immediate Mitigation ----------------------------------------------------------------
 
@@ -158,7 +158,9 @@ class SystemUnavailable(Runbook):
         return result
 
     def recheck(self) -> Step:
-        return self.run_step("Re-check after mitigation", self._scope_specs())
+        return self.run_step(
+            "Re-check after mitigation", self._scope_specs() + self._obvious_specs()
+        )
 
     # -- Investigation: Check Logs ----------------------------------------------------------
 
@@ -484,7 +486,10 @@ def _bad_deploy(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
 
 @rule
 def _oom_killed(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
-    oom = _facts(checks, "pods").get("oom_killed", [])
+    pods = _facts(checks, "pods")
+    # an OOM kill long ago on a pod that is serving now is history, not today's cause
+    current = {r["pod"] for r in pods.get("not_ready", []) + pods.get("restarting", [])}
+    oom = [r for r in pods.get("oom_killed", []) if r["pod"] in current]
     if not oom:
         return None
     apps = sorted({r["app"] for r in oom})

@@ -1,16 +1,34 @@
 """`python -m irlib.lab.kube STATE_DIR`: serve the lab's Kubernetes API until SIGTERM.
 
 Reads `lab.json` in STATE_DIR for the host and port; plain HTTP, uvicorn at log level warning.
+Exits 0 after a SIGTERM or SIGINT, open watches and log streams cut after one second.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
 from irlib.lab.config import LabConfig
 from irlib.lab.kube.server import create_app
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signal once shut down (exit status -15); the lab stops its
+        # parts with SIGTERM and a clean stop should exit 0.
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def main(argv: list[str]) -> int:
@@ -19,19 +37,18 @@ def main(argv: list[str]) -> int:
         return 2
     config = LabConfig.load(argv[0])
     config.pods_dir.mkdir(parents=True, exist_ok=True)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(config),
             host=config.host,
             port=config.ports["kubernetes"],
             log_level="warning",
-            # open watches and log streams must not hold up a SIGTERM
-            timeout_graceful_shutdown=1,
+            timeout_graceful_shutdown=1,  # open watches must not hold up a stop
             lifespan="on",
         )
     )
     server.run()
-    return 0
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":

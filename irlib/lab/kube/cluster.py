@@ -1,9 +1,6 @@
 """The trading platform's cluster as the emulator starts it: nodes, namespaces, workloads,
-services, the ingress, api-service's rollout history, and the probe table.
-
-`populate` writes the objects into the store; the controller then creates ReplicaSets and
-pods from them. `probe_table` is the one place that says which real process makes which pod
-ready; add a workload's probe there.
+services, the ingress and api-service's rollout history (`populate`), and `probe_table`:
+the one place that says which real lab process makes which container ready.
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ class Workload:
     port: int
     requests: dict[str, str]
     limits: dict[str, str]
-    usage: tuple[int, int]  # typical CPU millicores and memory MiB of one pod
+    usage: tuple[int, int]  # typical CPU millicores and memory MiB of one pod (metrics)
     readiness: dict[str, Any] | None = None
     service_port: int | None = None  # None: the container port
     headless: bool = False
@@ -57,14 +54,14 @@ class Workload:
 
 WORKLOADS = (
     Workload(
-        "api-service",
-        "Deployment",
-        3,
-        API_HISTORY[-1][0],
-        8080,
-        {"cpu": "250m", "memory": "512Mi"},
-        {"cpu": "1", "memory": "1Gi"},
-        (120, 350),
+        name="api-service",
+        kind="Deployment",
+        replicas=3,
+        tag=API_HISTORY[-1][0],
+        port=8080,
+        requests={"cpu": "250m", "memory": "512Mi"},
+        limits={"cpu": "1", "memory": "1Gi"},
+        usage=(120, 350),
         readiness={"httpGet": {"path": "/livez", "port": 8080}, "periodSeconds": 5},
         service_port=80,
         start_log=(
@@ -75,56 +72,56 @@ WORKLOADS = (
         env={"TRADING_DB_POOL_SIZE": "20", "LOG_LEVEL": "info"},
     ),
     Workload(
-        "execution-service",
-        "Deployment",
-        2,
-        "2.4.0",
-        8081,
-        {"cpu": "200m", "memory": "256Mi"},
-        {"cpu": "500m", "memory": "512Mi"},
-        (80, 210),
+        name="execution-service",
+        kind="Deployment",
+        replicas=2,
+        tag="2.4.0",
+        port=8081,
+        requests={"cpu": "200m", "memory": "256Mi"},
+        limits={"cpu": "500m", "memory": "512Mi"},
+        usage=(80, 210),
         start_log=(
             "INFO starting execution-service {version} on :{port}",
             "INFO broker session established (FIX 4.4)",
         ),
     ),
     Workload(
-        "calibration-service",
-        "Deployment",
-        2,
-        "0.9.3",
-        8082,
-        {"cpu": "500m", "memory": "1Gi"},
-        {"cpu": "2", "memory": "2Gi"},
-        (400, 1200),
+        name="calibration-service",
+        kind="Deployment",
+        replicas=2,
+        tag="0.9.3",
+        port=8082,
+        requests={"cpu": "500m", "memory": "1Gi"},
+        limits={"cpu": "2", "memory": "2Gi"},
+        usage=(400, 1200),
         start_log=(
             "INFO starting calibration-service {version} on :{port}",
             "INFO loaded 412 option surfaces for Heston calibration",
         ),
     ),
     Workload(
-        "data-ingestion",
-        "Deployment",
-        1,
-        "1.3.1",
-        8083,
-        {"cpu": "200m", "memory": "256Mi"},
-        {"cpu": "500m", "memory": "512Mi"},
-        (150, 300),
+        name="data-ingestion",
+        kind="Deployment",
+        replicas=1,
+        tag="1.3.1",
+        port=8083,
+        requests={"cpu": "200m", "memory": "256Mi"},
+        limits={"cpu": "500m", "memory": "512Mi"},
+        usage=(150, 300),
         start_log=(
             "INFO starting data-ingestion {version} on :{port}",
             "INFO subscribed to market-data feed (1180 symbols)",
         ),
     ),
     Workload(
-        "timescaledb",
-        "StatefulSet",
-        1,
-        "2.14.2-pg16",
-        5432,
-        {"cpu": "500m", "memory": "2Gi"},
-        {"cpu": "2", "memory": "4Gi"},
-        (300, 1800),
+        name="timescaledb",
+        kind="StatefulSet",
+        replicas=1,
+        tag="2.14.2-pg16",
+        port=5432,
+        requests={"cpu": "500m", "memory": "2Gi"},
+        limits={"cpu": "2", "memory": "4Gi"},
+        usage=(300, 1800),
         readiness={"tcpSocket": {"port": 5432}, "periodSeconds": 5},
         headless=True,
         start_log=(
@@ -134,14 +131,14 @@ WORKLOADS = (
         ),
     ),
     Workload(
-        "redis",
-        "StatefulSet",
-        1,
-        "7.2.4",
-        6379,
-        {"cpu": "100m", "memory": "256Mi"},
-        {"cpu": "500m", "memory": "512Mi"},
-        (30, 90),
+        name="redis",
+        kind="StatefulSet",
+        replicas=1,
+        tag="7.2.4",
+        port=6379,
+        requests={"cpu": "100m", "memory": "256Mi"},
+        limits={"cpu": "500m", "memory": "512Mi"},
+        usage=(30, 90),
         readiness={"tcpSocket": {"port": 6379}, "periodSeconds": 5},
         start_log=(
             "INFO Redis version={version}, bits=64, started",
@@ -376,7 +373,14 @@ def populate(store: Store, config: LabConfig, now: float) -> None:
         put("namespaces", {"metadata": _meta(name)}, CLUSTER_AGE)
     put("namespaces", {"metadata": _meta(ns)}, PLATFORM_AGE)
     for i, name in enumerate(NODES):
-        put("nodes", node(i, name), CLUSTER_AGE)
+        obj = put("nodes", node(i, name), CLUSTER_AGE)
+        lease = {
+            "metadata": _meta(
+                name, "kube-node-lease", ownerReferences=[owner_ref(obj, controller=False)]
+            ),
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": None},
+        }
+        put("leases.coordination.k8s.io", lease, CLUSTER_AGE)
     put(
         "services",
         {

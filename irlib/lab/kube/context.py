@@ -21,6 +21,7 @@ PODS = resource("pods")
 NODES = resource("nodes")
 SERVICES = resource("services")
 ENDPOINTS = resource("endpoints")
+ENDPOINTSLICES = resource("endpointslices.discovery.k8s.io")
 DEPLOYMENTS = resource("deployments.apps")
 REPLICASETS = resource("replicasets.apps")
 STATEFULSETS = resource("statefulsets.apps")
@@ -58,7 +59,6 @@ class Context:
     probe_results: dict[str, tuple[bool, str]] = field(default_factory=dict)
     runs: dict[str, PodRun] = field(default_factory=dict)
     bootstrapping: bool = False
-    _owners: dict[str, str] = field(default_factory=dict)  # pod uid -> workload name
 
     def not_ready_nodes(self) -> set[str]:
         return set(self.control.get("not_ready_nodes") or [])

@@ -15,7 +15,16 @@ import time
 import httpx
 
 from irlib.lab.config import LabConfig, read_control
-from irlib.lab.kube import cluster, kubelet, probes, workloads
+from irlib.lab.kube import (
+    cluster,
+    deployments,
+    endpoints,
+    kubelet,
+    nodes,
+    probes,
+    scheduler,
+    workloads,
+)
 from irlib.lab.kube.context import PODS, Context
 from irlib.lab.kube.events import Recorder
 from irlib.lab.kube.meta import Obj
@@ -63,17 +72,17 @@ class Controller:
             deleted, self._deleted = self._deleted, []
             for pod in deleted:
                 kubelet.forget(self.ctx, pod)
-            kubelet.node_lifecycle(self.ctx)
+            nodes.node_lifecycle(self.ctx)
             workloads.collect_garbage(self.ctx)
-            workloads.sync_deployments(self.ctx)
+            deployments.sync_deployments(self.ctx)
             workloads.sync_replicasets(self.ctx)
             workloads.sync_statefulsets(self.ctx)
-            kubelet.schedule(self.ctx)
+            scheduler.schedule(self.ctx)
             kubelet.run_pods(self.ctx)
             workloads.replicaset_status(self.ctx)
             workloads.statefulset_status(self.ctx)
-            workloads.deployment_status(self.ctx)
-            workloads.sync_endpoints(self.ctx)
+            deployments.deployment_status(self.ctx)
+            endpoints.sync_endpoints(self.ctx)
             self.metrics.sample()
             if self.now() - self._last_expire > EXPIRE_EVERY:
                 self._last_expire = self.now()

@@ -82,8 +82,7 @@ def pod(obj: Obj) -> None:
 
 
 def qos_class(spec: dict[str, Any]) -> str:
-    requests_all, guaranteed = True, True
-    any_set = False
+    guaranteed, any_set = True, False
     for c in spec.get("containers") or []:
         res = c.get("resources") or {}
         req, lim = res.get("requests") or {}, res.get("limits") or {}
@@ -91,7 +90,6 @@ def qos_class(spec: dict[str, Any]) -> str:
         for r in ("cpu", "memory"):
             if r not in lim or req.get(r, lim.get(r)) != lim.get(r):
                 guaranteed = False
-        requests_all = requests_all and bool(req)
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"

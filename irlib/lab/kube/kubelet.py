@@ -1,271 +1,22 @@
-"""The node side of the emulated cluster: node lifecycle, the scheduler and the kubelets.
-
-Nodes go NotReady when the control file says their kubelet stopped; the scheduler binds
-pods by requests against allocatable; each kubelet "runs" its pods' containers: start-up,
-crash loops and OOM kills from the fault switches, readiness from the real processes' probes.
+"""The kubelets: each bound pod's containers "run" here, reported as a real kubelet would.
+Containers start (writing their log), are ready when the real process behind their probe
+answers (probes.py), and crash-loop or get OOM-killed under the lab's fault switches, with
+restarts, back-off, `lastState`, previous logs and events. A NotReady node's kubelet is idle.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import uuid
-from collections import Counter
-from typing import Any
 
-from irlib.lab.kube import cluster, podlogs, quantity
+from irlib.lab.kube import cluster, podlogs, probes, quantity
 from irlib.lab.kube.context import NODES, PODS, ContainerRun, Context, PodRun
-from irlib.lab.kube.meta import Obj, condition, rfc3339, set_condition
+from irlib.lab.kube.meta import Obj, rfc3339, set_condition
 
 CREATE_DELAY = 0.6  # ContainerCreating: sandbox, image pull
-RUN_BEFORE_CRASH = 1.5  # a bad image passes a brief start before it dies
-BACKOFF = 3.5  # CrashLoopBackOff wait (a real kubelet doubles it up to 5 min)
-UNREACHABLE = "node.kubernetes.io/unreachable"
-NODE_CONDITIONS = (
-    (
-        "MemoryPressure",
-        "False",
-        "KubeletHasSufficientMemory",
-        "kubelet has sufficient memory available",
-    ),
-    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-)
-HEARTBEAT = 60.0
-
-
-# -- nodes --------------------------------------------------------------------------------
-
-
-def node_lifecycle(ctx: Context) -> None:
-    down = ctx.not_ready_nodes()
-    now = ctx.clock()
-    stamp = rfc3339(now)
-    for node in list(ctx.store.all(NODES)):
-        name = node["metadata"]["name"]
-        obj = ctx.store.get_copy(NODES, None, name)
-        assert obj is not None
-        status, spec = obj["status"], obj["spec"]
-        conds: list[Obj] = status.setdefault("conditions", [])
-        was_ready = _node_ready(node)
-        if name in down:
-            for type_, _, _, _ in NODE_CONDITIONS:
-                old = next((c for c in conds if c["type"] == type_), {})
-                set_condition(
-                    conds,
-                    type_,
-                    "Unknown",
-                    stamp,
-                    "NodeStatusUnknown",
-                    "Kubelet stopped posting node status.",
-                )
-                _keep(conds, type_, "lastHeartbeatTime", old.get("lastHeartbeatTime", stamp))
-            taints = [t for t in spec.get("taints") or [] if t.get("key") != UNREACHABLE]
-            old_taints = {
-                t["effect"]: t for t in spec.get("taints") or [] if t["key"] == UNREACHABLE
-            }
-            for effect in ("NoSchedule", "NoExecute"):
-                taints.append(
-                    old_taints.get(effect)
-                    or {"key": UNREACHABLE, "effect": effect, "timeAdded": stamp}
-                )
-            spec["taints"] = taints
-        else:
-            for type_, st, reason, message in NODE_CONDITIONS:
-                old = next((c for c in conds if c["type"] == type_), {})
-                set_condition(conds, type_, st, stamp, reason, message)
-                beat = old.get("lastHeartbeatTime")
-                fresh = beat and (now - _epoch(beat)) < HEARTBEAT and old.get("status") == st
-                _keep(conds, type_, "lastHeartbeatTime", beat if fresh else stamp)
-            taints = [t for t in spec.get("taints") or [] if t.get("key") != UNREACHABLE]
-            if taints:
-                spec["taints"] = taints
-            else:
-                spec.pop("taints", None)
-        ctx.store.update(NODES, obj)
-        ready = name not in down
-        if ready != was_ready and conds_were_set(node):
-            if ready:
-                ctx.recorder.record(
-                    obj,
-                    "Normal",
-                    "NodeReady",
-                    f"Node {name} status is now: NodeReady",
-                    "kubelet",
-                    host=name,
-                )
-            else:
-                ctx.recorder.record(
-                    obj,
-                    "Normal",
-                    "NodeNotReady",
-                    f"Node {name} status is now: NodeNotReady",
-                    "node-controller",
-                )
-                for pod in ctx.store.all(PODS):
-                    if pod["spec"].get("nodeName") == name:
-                        ctx.recorder.record(
-                            pod, "Warning", "NodeNotReady", "Node is not ready", "node-controller"
-                        )
-
-
-def conds_were_set(node: Obj) -> bool:
-    return bool(node.get("status", {}).get("conditions"))
-
-
-def _epoch(stamp: str) -> float:
-    from irlib.lab.kube.meta import parse_time
-
-    return parse_time(stamp) or 0.0
-
-
-def _keep(conds: list[Obj], type_: str, key: str, value: Any) -> None:
-    """Node conditions carry lastHeartbeatTime before lastTransitionTime, as kubelets write."""
-    for i, c in enumerate(conds):
-        if c["type"] == type_:
-            conds[i] = {
-                "type": c["type"],
-                "status": c["status"],
-                key: value,
-                **{k: v for k, v in c.items() if k not in ("type", "status", key)},
-            }
-
-
-def _node_ready(node: Obj) -> bool:
-    c = condition(node, "Ready")
-    return c is not None and c.get("status") == "True"
-
-
-# -- scheduler ----------------------------------------------------------------------------
-
-
-def _requests(pod: Obj) -> tuple[int, int]:
-    cpu = mem = 0
-    for c in pod["spec"].get("containers") or []:
-        req = (c.get("resources") or {}).get("requests") or {}
-        cpu += quantity.millicores(req.get("cpu"))
-        mem += int(quantity.parse(req.get("memory")))
-    return cpu, mem
-
-
-def _active(pod: Obj) -> bool:
-    return pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
-
-
-def schedule(ctx: Context) -> None:
-    pending = [p for p in ctx.store.all(PODS) if not p["spec"].get("nodeName") and _active(p)]
-    if not pending:
-        return
-    pending.sort(key=lambda p: p["metadata"]["creationTimestamp"])
-    nodes = sorted(ctx.store.all(NODES), key=lambda n: n["metadata"]["name"])
-    used: dict[str, list[int]] = {n["metadata"]["name"]: [0, 0, 0] for n in nodes}
-    same_app: Counter[tuple[str, str]] = Counter()
-    for p in ctx.store.all(PODS):
-        node = p["spec"].get("nodeName")
-        if node in used and _active(p):
-            cpu, mem = _requests(p)
-            used[node][0] += cpu
-            used[node][1] += mem
-            used[node][2] += 1
-            same_app[(node, (p["metadata"].get("labels") or {}).get("app", ""))] += 1
-    down = ctx.not_ready_nodes()
-    for pod in pending:
-        cpu, mem = _requests(pod)
-        app = (pod["metadata"].get("labels") or {}).get("app", "")
-        selector = pod["spec"].get("nodeSelector") or {}
-        reasons: Counter[str] = Counter()
-        preemption: Counter[str] = Counter()
-        fits = []
-        for n in nodes:
-            name = n["metadata"]["name"]
-            alloc = n["status"].get("allocatable") or {}
-            labels = n["metadata"].get("labels") or {}
-            if name in down or n["spec"].get("unschedulable"):
-                why = (
-                    "node(s) were unschedulable"
-                    if n["spec"].get("unschedulable")
-                    else "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"
-                )
-                reasons[why] += 1
-                preemption["Preemption is not helpful for scheduling"] += 1
-                continue
-            if any(labels.get(k) != v for k, v in selector.items()):
-                reasons["node(s) didn't match Pod's node affinity/selector"] += 1
-                preemption["Preemption is not helpful for scheduling"] += 1
-                continue
-            short = []
-            if used[name][0] + cpu > quantity.millicores(alloc.get("cpu")):
-                short.append("Insufficient cpu")
-            if used[name][1] + mem > quantity.parse(alloc.get("memory")):
-                short.append("Insufficient memory")
-            if used[name][2] + 1 > int(quantity.parse(alloc.get("pods", "110"))):
-                short.append("Too many pods")
-            if short:
-                reasons.update(short)
-                preemption["No preemption victims found for incoming pod"] += 1
-                continue
-            load = used[name][0] / max(quantity.millicores(alloc.get("cpu")), 1)
-            fits.append((same_app[(name, app)], load, name))
-        if fits:
-            _, _, chosen = min(fits)
-            used[chosen][0] += cpu
-            used[chosen][1] += mem
-            used[chosen][2] += 1
-            same_app[(chosen, app)] += 1
-            _bind(ctx, pod, chosen)
-        else:
-            _unschedulable(ctx, pod, len(nodes), reasons, preemption)
-
-
-def _bind(ctx: Context, pod: Obj, node: str) -> None:
-    obj = ctx.store.get_copy(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
-    if obj is None:
-        return
-    obj["spec"]["nodeName"] = node
-    conds = obj["status"].setdefault("conditions", [])
-    set_condition(conds, "PodScheduled", "True", rfc3339(ctx.clock()), probe_time=True)
-    obj = ctx.store.update(PODS, obj)
-    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    ctx.recorder.record(
-        obj,
-        "Normal",
-        "Scheduled",
-        f"Successfully assigned {ns}/{name} to {node}",
-        "default-scheduler",
-    )
-
-
-def _summary(counts: Counter[str]) -> str:
-    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: kv[0]))
-
-
-def _unschedulable(
-    ctx: Context, pod: Obj, total: int, reasons: Counter[str], preemption: Counter[str]
-) -> None:
-    message = (
-        f"0/{total} nodes are available: {_summary(reasons)}. "
-        f"preemption: 0/{total} nodes are available: {_summary(preemption)}."
-    )
-    obj = ctx.store.get_copy(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
-    if obj is None:
-        return
-    conds = obj["status"].setdefault("conditions", [])
-    set_condition(
-        conds,
-        "PodScheduled",
-        "False",
-        rfc3339(ctx.clock()),
-        "Unschedulable",
-        message,
-        probe_time=True,
-    )
-    obj = ctx.store.update(PODS, obj)
-    ctx.recorder.record(
-        obj, "Warning", "FailedScheduling", message, "default-scheduler", min_interval=20.0
-    )
-
-
-# -- kubelets -----------------------------------------------------------------------------
+RUN_BEFORE_CRASH = 1.0  # a bad image passes a brief start before it dies
+BACKOFF = 4.0  # CrashLoopBackOff wait (a real kubelet doubles it up to 5 min)
 
 
 def _container_id() -> str:
@@ -280,7 +31,7 @@ def image_id(image: str) -> str:
 def _pod_ip(ctx: Context, node: Obj) -> str:
     prefix = node["spec"]["podCIDR"].rsplit(".", 1)[0]
     taken = {p["status"].get("podIP") for p in ctx.store.all(PODS)}
-    seed = int(hashlib.sha256(str(ctx.clock()).encode()).hexdigest(), 16)
+    seed = random.randrange(252)
     for i in range(253):
         ip = f"{prefix}.{2 + (seed + i) % 252}"
         if ip not in taken:
@@ -387,9 +138,11 @@ def _step(ctx: Context, pod: Obj, run: ContainerRun, container: Obj, now: float)
         _start(ctx, pod, run, now, first=False)
 
 
-def _container_status(ctx: Context, pod: Obj, run: ContainerRun, node_ok: bool) -> Obj:
+def _container_status(
+    ctx: Context, pod: Obj, run: ContainerRun, container: Obj, node_ok: bool
+) -> Obj:
     ns, name, uid = pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"]
-    ok, _ = ctx.probe_results.get(run.name, (True, ""))
+    ok = probe_ok(ctx, run, container)
     status: Obj = {
         "name": run.name,
         "image": run.image,
@@ -435,9 +188,18 @@ def _backoff_text(restarts: int) -> str:
     return f"{seconds // 60}m{seconds % 60}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _unhealthy(ctx: Context, pod: Obj, run: ContainerRun) -> None:
-    ok, message = ctx.probe_results.get(run.name, (True, ""))
-    if run.phase == "running" and not ok and run.crash_from is None:
+def probe_ok(ctx: Context, run: ContainerRun, container: Obj) -> bool:
+    """A container without a readinessProbe is ready once running, as on a real kubelet."""
+    if not container.get("readinessProbe"):
+        return True
+    return ctx.probe_results.get(run.name, (True, ""))[0]
+
+
+def _unhealthy(ctx: Context, pod: Obj, run: ContainerRun, container: Obj) -> None:
+    _, cause = ctx.probe_results.get(run.name, (True, ""))
+    if run.phase == "running" and not probe_ok(ctx, run, container) and run.crash_from is None:
+        spec = container.get("readinessProbe") or {}
+        message = probes.message(cause, spec, pod.get("status", {}).get("podIP", ""))
         ctx.recorder.record(
             pod,
             "Warning",
@@ -474,8 +236,13 @@ def run_pods(ctx: Context) -> None:
             ctx.runs[uid] = run
         if node_ok:
             for c in pod["spec"]["containers"]:
-                _step(ctx, pod, run.containers[c["name"]], c, now)
-                _unhealthy(ctx, pod, run.containers[c["name"]])
+                container = run.containers.setdefault(
+                    c["name"], ContainerRun(c["name"], c["image"], since=now)
+                )
+                if container.image != c["image"]:  # a patched pod: the kubelet restarts it
+                    container.image, container.phase, container.since = c["image"], "backoff", 0.0
+                _step(ctx, pod, container, c, now)
+                _unhealthy(ctx, pod, container, c)
         _write_status(ctx, pod, node, run, node_ok)
 
 
@@ -486,8 +253,9 @@ def _write_status(ctx: Context, pod: Obj, node: Obj, run: PodRun, node_ok: bool)
     stamp = rfc3339(ctx.clock())
     status = obj["status"]
     statuses = [
-        _container_status(ctx, obj, run.containers[c["name"]], node_ok)
+        _container_status(ctx, obj, run.containers[c["name"]], c, node_ok)
         for c in obj["spec"]["containers"]
+        if c["name"] in run.containers
     ]
     started = any(r.phase != "creating" or r.restarts for r in run.containers.values())
     all_ready = all(s["ready"] for s in statuses)

@@ -29,6 +29,11 @@ def rfc3339(ts: float | None = None) -> str:
     )
 
 
+def rfc3339_micro(ts: float) -> str:
+    """metav1.MicroTime, as leases and events.k8s.io write it."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def rfc3339_nano(ts: float) -> str:
     dt = datetime.fromtimestamp(ts, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond * 1000:09d}Z"

@@ -1,9 +1,7 @@
-"""metrics.k8s.io: PodMetrics and NodeMetrics as metrics-server reports them to `kubectl top`.
-
-Figures are per workload and stable (cluster.py), except api-service's when the lab's api
-process is running: then its real CPU and RSS from /proc are split across the ready pods.
-OOM-killed containers sit near their limit; pods and nodes whose kubelet is down, and
-containers not running, have no metrics, as with a real metrics-server.
+"""metrics.k8s.io PodMetrics and NodeMetrics, as metrics-server serves them to `kubectl top`.
+Stable per-workload figures (cluster.py), except api-service's while the lab's api process
+runs: its /proc CPU and RSS split across the pods. OOM-killed containers sit near their
+limit; nodes whose kubelet is down, and their pods, have no metrics.
 """
 
 from __future__ import annotations
@@ -67,16 +65,18 @@ class Metrics:
         self.api.sample(self.ctx.clock())
 
     def _running(self, pod: Obj) -> list[str]:
+        """Containers with figures: running, or restarting (metrics-server keeps reporting
+        the last scrape of a crash-looping container)."""
         return [
             s["name"]
             for s in pod.get("status", {}).get("containerStatuses") or []
-            if "running" in (s.get("state") or {})
+            if "running" in (s.get("state") or {}) or s.get("restartCount")
         ]
 
     def container_usage(self, pod: Obj, container: str) -> tuple[float, float]:
         """(millicores, bytes) of one running container."""
         name = pod["metadata"]["name"]
-        spec = next((c for c in pod["spec"]["containers"] if c["name"] == container), {})
+        spec: Obj = next((c for c in pod["spec"]["containers"] if c["name"] == container), {})
         fault = self.ctx.fault_for(pod, spec) if spec else None
         cpu, mem_mi = cluster.usage(container)
         cpu_m, mem = cpu * _jitter(name + "cpu"), mem_mi * quantity.MI * _jitter(name + "mem")
@@ -96,6 +96,8 @@ class Metrics:
             limit = quantity.parse(fault.get("limit") or "1Gi")
             mem = limit * (0.95 + 0.04 * _jitter(name + "oom", 1.0) / 2)
             cpu_m *= 2.5
+        elif fault:  # dies during start-up: it never gets far
+            cpu_m, mem = 2.0, 14 * quantity.MI * _jitter(name + "mem")
         return cpu_m, mem
 
     def pod_metrics(self, pod: Obj) -> Obj | None:

@@ -1,19 +1,24 @@
-"""Pod logs as files: `<pods_dir>/<pod>.log` (current container), `<pod>.previous.log`.
-
-The emulator writes a container's start-up lines (and a crashing image's last words); the
-lab's api process appends its own lines to its pods' files. Reading applies the kubelet's
-options: tailLines, sinceSeconds/sinceTime, timestamps, limitBytes.
+"""Pod logs as files, `<pods_dir>/<pod>.log` and `<pod>.previous.log`: the emulator writes
+start-up lines and crash output, the lab's api process appends its own. `serve` answers the
+pods/log subresource with the kubelet's options (tailLines, sinceSeconds, timestamps,
+previous, follow...) as text/plain.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from irlib.lab.kube.meta import parse_time, rfc3339_nano
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from irlib.lab.kube.meta import Obj, parse_time, rfc3339_nano
+from irlib.lab.kube.wire import bad_request, flag
 
 TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))\s")
 LEVELS = re.compile(r"^(INFO|WARN|WARNING|ERROR|DEBUG|CRITICAL|FATAL|LOG:|NOTICE)\b")
@@ -110,3 +115,71 @@ def since_from(since_seconds: str | None, since_time: str | None) -> float | Non
     if since_time:
         return parse_time(since_time)
     return None
+
+
+def _container(pod: Obj, wanted: str | None) -> str:
+    name = pod["metadata"]["name"]
+    containers = [c["name"] for c in pod["spec"].get("containers") or []]
+    if wanted is None:
+        if len(containers) != 1:
+            raise bad_request(
+                f"a container name must be specified for pod {name}, choose one of: "
+                f"[{' '.join(containers)}]"
+            )
+        return containers[0]
+    if wanted not in containers:
+        raise bad_request(f"container {wanted} is not valid for pod {name}")
+    return wanted
+
+
+def serve(request: Request, pod: Obj, pods_dir: Path, alive: Callable[[], bool]) -> Response:
+    """The answer to `GET .../pods/<name>/log`; `alive` tells a follow when the pod is gone."""
+    params = request.query_params
+    name = pod["metadata"]["name"]
+    container = _container(pod, params.get("container"))
+    previous = flag(request, "previous")
+    file = path(pods_dir, name, previous)
+    if not file.exists():
+        if previous:
+            raise bad_request(
+                f'previous terminated container "{container}" in pod "{name}" not found'
+            )
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        waiting = next(
+            ((s.get("state") or {}).get("waiting") for s in statuses if s["name"] == container),
+            None,
+        )
+        reason = (waiting or {}).get("reason", "ContainerCreating")
+        raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+    timestamps = flag(request, "timestamps")
+    text = read(
+        file,
+        tail_lines=int(params["tailLines"]) if params.get("tailLines") else None,
+        since=since_from(params.get("sinceSeconds"), params.get("sinceTime")),
+        timestamps=timestamps,
+        limit_bytes=int(params["limitBytes"]) if params.get("limitBytes") else None,
+    )
+    if not flag(request, "follow"):
+        return PlainTextResponse(text)
+    return StreamingResponse(_follow(file, text, timestamps, alive), media_type="text/plain")
+
+
+async def _follow(
+    file: Path, first: str, timestamps: bool, alive: Callable[[], bool]
+) -> AsyncIterator[bytes]:
+    yield first.encode()
+    offset = file.stat().st_size if file.exists() else 0
+    while alive():
+        await asyncio.sleep(0.5)
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size < offset:
+            offset = 0  # the container restarted: a new log
+        if size > offset:
+            with open(file, "rb") as f:
+                f.seek(offset)
+                chunk = f.read(size - offset)
+            offset = size
+            yield render(chunk.decode(errors="replace"), time.time(), timestamps).encode()

@@ -9,10 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 TIMEOUT = 0.4
+# failure causes, turned into kubelet-style messages by `message`
+REFUSED = "refused"
+TIMED_OUT = "timeout"
+STATUS = "status:"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ async def _tcp_ok(probe: Probe) -> tuple[bool, str]:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(probe.host, probe.port), TIMEOUT)
     except (OSError, TimeoutError) as exc:
-        return False, f"dial tcp {probe.host}:{probe.port}: connect: {_reason(exc)}"
+        return False, _reason(exc)
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()
@@ -48,28 +53,25 @@ async def _tcp_ok(probe: Probe) -> tuple[bool, str]:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "i/o timeout"
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return TIMED_OUT
+    return REFUSED
 
 
 async def _http_ok(probe: Probe, client: httpx.AsyncClient) -> tuple[bool, str]:
     try:
         resp = await client.get(probe.url, timeout=TIMEOUT)
     except httpx.HTTPError as exc:
-        cause = exc.__cause__ or exc
-        return False, f'Get "{probe.url}": dial tcp: connect: {_reason(cause)}'
+        return False, _reason(exc)
     if 200 <= resp.status_code < 400:
         return True, ""
-    return False, f"HTTP probe failed with statuscode: {resp.status_code}"
+    return False, f"{STATUS}{resp.status_code}"
 
 
 async def run_all(
     probes: dict[str, Probe], client: httpx.AsyncClient
 ) -> dict[str, tuple[bool, str]]:
-    """Each probe's (ok, failure message), keyed as the table is."""
+    """Each probe's (ok, failure cause), keyed as the table is."""
 
     async def one(probe: Probe) -> tuple[bool, str]:
         if probe.kind == "http":
@@ -79,3 +81,25 @@ async def run_all(
     names = list(probes)
     results = await asyncio.gather(*(one(probes[n]) for n in names))
     return dict(zip(names, results, strict=True))
+
+
+def message(cause: str, spec: dict[str, Any], pod_ip: str) -> str:
+    """What a kubelet reports for a failed readiness probe of a container with `spec`."""
+    if "httpGet" in spec:
+        get = spec["httpGet"]
+        address = f"{pod_ip}:{get.get('port')}"
+        url = f"{get.get('scheme', 'HTTP').lower()}://{address}{get.get('path', '/')}"
+        if cause.startswith(STATUS):
+            return f"HTTP probe failed with statuscode: {cause[len(STATUS) :]}"
+        if cause == TIMED_OUT:
+            return (
+                f'Get "{url}": context deadline exceeded '
+                "(Client.Timeout exceeded while awaiting headers)"
+            )
+        return f'Get "{url}": dial tcp {address}: connect: connection refused'
+    if "tcpSocket" in spec:
+        address = f"{pod_ip}:{spec['tcpSocket'].get('port')}"
+        if cause == TIMED_OUT:
+            return f"dial tcp {address}: i/o timeout"
+        return f"dial tcp {address}: connect: connection refused"
+    return "command failed: exit status 1" if cause != TIMED_OUT else "command timed out"

@@ -7,11 +7,10 @@ that kubectl and the Python client read before anything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-READ_VERBS = ("get", "list", "watch")
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Resource:
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     stored: bool = True  # False: computed on request (metrics)
-    has_status: bool = field(default=True)
+    has_status: bool = True  # spec writes leave status alone (a status subresource)
 
     @property
     def group_version(self) -> str:
@@ -46,91 +45,56 @@ class Resource:
         return self.key
 
 
+def _r(group_version: str, plural: str, kind: str, short: str = "", **kw: Any) -> Resource:
+    group, _, version = group_version.rpartition("/")
+    singular = kw.pop("singular", kind.lower())
+    short_names = (short,) if short else ()
+    return Resource(group, version, plural, singular, kind, short_names=short_names, **kw)
+
+
+ALL = ("all",)
+METRICS: dict[str, Any] = {"singular": "", "verbs": ("get", "list"), "stored": False}
 RESOURCES: list[Resource] = [
-    Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",)),
-    Resource("", "v1", "nodes", "node", "Node", False, ("no",)),
-    Resource(
-        "",
-        "v1",
-        "pods",
-        "pod",
-        "Pod",
-        True,
-        ("po",),
-        subresources=("log", "status"),
-        categories=("all",),
-    ),
-    Resource("", "v1", "services", "service", "Service", True, ("svc",), categories=("all",)),
-    Resource("", "v1", "endpoints", "endpoints", "Endpoints", True, ("ep",), has_status=False),
-    Resource("", "v1", "events", "event", "Event", True, ("ev",), has_status=False),
-    Resource(
-        "apps",
-        "v1",
+    _r("v1", "namespaces", "Namespace", "ns", namespaced=False),
+    _r("v1", "nodes", "Node", "no", namespaced=False),
+    _r("v1", "pods", "Pod", "po", subresources=("log", "status"), categories=ALL),
+    _r("v1", "services", "Service", "svc", categories=ALL),
+    _r("v1", "endpoints", "Endpoints", "ep", has_status=False),
+    _r("v1", "events", "Event", "ev", has_status=False),
+    _r(
+        "apps/v1",
         "deployments",
-        "deployment",
         "Deployment",
-        True,
-        ("deploy",),
+        "deploy",
         subresources=("scale", "status"),
-        categories=("all",),
+        categories=ALL,
     ),
-    Resource(
-        "apps",
-        "v1",
+    _r(
+        "apps/v1",
         "replicasets",
-        "replicaset",
         "ReplicaSet",
-        True,
-        ("rs",),
+        "rs",
         subresources=("scale", "status"),
-        categories=("all",),
+        categories=ALL,
     ),
-    Resource(
-        "apps",
-        "v1",
+    _r(
+        "apps/v1",
         "statefulsets",
-        "statefulset",
         "StatefulSet",
-        True,
-        ("sts",),
+        "sts",
         subresources=("scale", "status"),
-        categories=("all",),
+        categories=ALL,
     ),
-    Resource(
-        "networking.k8s.io",
-        "v1",
-        "ingresses",
-        "ingress",
-        "Ingress",
-        True,
-        ("ing",),
-        subresources=("status",),
-    ),
-    Resource(
-        "metrics.k8s.io",
-        "v1beta1",
-        "nodes",
-        "",
-        "NodeMetrics",
-        False,
-        verbs=("get", "list"),
-        stored=False,
-    ),
-    Resource(
-        "metrics.k8s.io",
-        "v1beta1",
-        "pods",
-        "",
-        "PodMetrics",
-        True,
-        verbs=("get", "list"),
-        stored=False,
-    ),
+    _r("networking.k8s.io/v1", "ingresses", "Ingress", "ing", subresources=("status",)),
+    _r("coordination.k8s.io/v1", "leases", "Lease", has_status=False),
+    _r("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", has_status=False),
+    _r("metrics.k8s.io/v1beta1", "nodes", "NodeMetrics", namespaced=False, **METRICS),
+    _r("metrics.k8s.io/v1beta1", "pods", "PodMetrics", **METRICS),
 ]
 
 BY_GROUP_VERSION: dict[str, dict[str, Resource]] = {}
-for _r in RESOURCES:
-    BY_GROUP_VERSION.setdefault(_r.group_version, {})[_r.plural] = _r
+for _res in RESOURCES:
+    BY_GROUP_VERSION.setdefault(_res.group_version, {})[_res.plural] = _res
 
 BY_KEY = {r.key: r for r in RESOURCES}
 BY_KIND = {(r.group, r.kind): r for r in RESOURCES}

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from irlib.lab.kube.meta import Obj, new_uid, random_suffix, rfc3339
 from irlib.lab.kube.resources import Resource
 from irlib.lab.kube.selectors import field_matcher, label_matcher
 
-HISTORY = 20000  # watch events kept for `?watch=1&resourceVersion=N` resumption
+HISTORY = 5000  # watch events kept for `?watch=1&resourceVersion=N` resumption
 
 
 class StoreError(Exception):
@@ -75,7 +76,8 @@ class Store:
         self.rv = 0
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {}
         self.history: deque[WatchEvent] = deque(maxlen=HISTORY)
-        self._watchers: set[asyncio.Queue[WatchEvent]] = set()
+        # weak: a watch whose response never started must not keep its queue filling
+        self._watchers: weakref.WeakSet[asyncio.Queue[WatchEvent]] = weakref.WeakSet()
         self._listeners: list[Callable[[WatchEvent], None]] = []
         self.clock: Callable[[], float] = time.time
 
@@ -183,7 +185,7 @@ class Store:
 
     def _emit(self, event: WatchEvent) -> None:
         self.history.append(event)
-        for q in self._watchers:
+        for q in list(self._watchers):
             q.put_nowait(event)
         for listener in self._listeners:
             listener(event)
@@ -199,7 +201,7 @@ class Store:
     def unsubscribe(self, q: asyncio.Queue[WatchEvent]) -> None:
         self._watchers.discard(q)
 
-    def events_since(self, key: str, rv: int) -> list[WatchEvent] | None:
+    def events_since(self, key: str, rv: int) -> Sequence[WatchEvent] | None:
         """Events of one resource after `rv`; None when history no longer reaches back."""
         full = len(self.history) == self.history.maxlen
         if full and rv < self.history[0].rv - 1:

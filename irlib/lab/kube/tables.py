@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from irlib.lab.kube.meta import Obj, age, condition, parse_time
+from irlib.lab.kube.meta import Obj, age, condition, human_duration, parse_time
 from irlib.lab.kube.selectors import selector_string
 
 Column = tuple[str, str, int]  # name, type/format, priority
@@ -75,7 +75,7 @@ def pod_row(pod: Obj, now: float) -> list[Any]:
         reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
     restarts_text = str(restarts)
     if restarts and last_restart is not None:
-        restarts_text = f"{restarts} ({age_since(last_restart, now)} ago)"
+        restarts_text = f"{restarts} ({human_duration(now - last_restart)} ago)"
     ip = ((status.get("podIPs") or [{}])[0]).get("ip") or status.get("podIP") or ""
     gates = spec.get("readinessGates") or []
     gates_text = "<none>"
@@ -93,12 +93,6 @@ def pod_row(pod: Obj, now: float) -> list[Any]:
         _none(status.get("nominatedNodeName", "")),
         gates_text,
     ]
-
-
-def age_since(ts: float, now: float) -> str:
-    from irlib.lab.kube.meta import human_duration
-
-    return human_duration(now - ts)
 
 
 POD: Printer = (
@@ -365,6 +359,26 @@ def endpoints_row(ep: Obj, now: float) -> list[Any]:
     ]
 
 
+def endpointslice_row(es: Obj, now: float) -> list[Any]:
+    ports = ",".join(str(p.get("port", "")) for p in es.get("ports") or []) or "<unset>"
+    addresses = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
+    text = ",".join(addresses[:3])
+    if len(addresses) > 3:
+        text += f" + {len(addresses) - 3} more..."
+    return [
+        es["metadata"]["name"],
+        es.get("addressType", ""),
+        ports,
+        text or "<unset>",
+        age(es["metadata"].get("creationTimestamp"), now),
+    ]
+
+
+ENDPOINTSLICE: Printer = (
+    [NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
+    endpointslice_row,
+)
+
 ENDPOINTS: Printer = ([NAME, ("Endpoints", "string", 0), AGE], endpoints_row)
 
 
@@ -410,6 +424,7 @@ PRINTERS: dict[str, Printer] = {
     "Event": EVENT,
     "Service": SERVICE,
     "Endpoints": ENDPOINTS,
+    "EndpointSlice": ENDPOINTSLICE,
     "Ingress": INGRESS,
 }
 
