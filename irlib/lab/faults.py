@@ -198,6 +198,13 @@ def _inject_bad_deploy(lab: Lab) -> None:
     )
 
 
+def _bad_deploy_visible(lab: Lab) -> bool:
+    """The API answers 5xx and the new pods have crashed at least once (previous logs exist)."""
+    return _api_5xx(lab) and any(
+        cs.get("restartCount", 0) > 0 and cs.get("image") == BAD_IMAGE
+        for p in _pods(lab, API_DEPLOYMENT) for cs in p["status"].get("containerStatuses", []))
+
+
 def _clear_bad_deploy(lab: Lab) -> None:
     control = read_control(lab.config)
     if _container(lab, API_DEPLOYMENT)["image"] == BAD_IMAGE:  # nobody rolled back yet
@@ -217,7 +224,7 @@ register(
         "a new api-service revision whose pods crash-loop; the API answers 5xx",
         _inject_bad_deploy,
         _clear_bad_deploy,
-        _api_5xx,
+        _bad_deploy_visible,
     )
 )
 
