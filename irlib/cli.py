@@ -169,7 +169,7 @@ def down(state_dir: Path | None, purge: bool) -> None:
     "--confirm",
     multiple=True,
     metavar="ID",
-    help="Execute this mitigation if the runbook recommends it (others are only planned).",
+    help="Execute this mitigation (planned and recorded first). Without it nothing changes.",
 )
 @click.option("--operator", default=None, help="Who runs it, for the audit trail [$USER].")
 @click.option(
@@ -209,7 +209,7 @@ def run_command(
 
     \b
     irlib run p1_system_unavailable --profile lab.yaml --incident INC-2026-0042 \\
-        -p namespace trading --confirm rollback:api-service
+        -p timeout_s 3 --confirm rollback:api-service
 
     The executed notebook, its HTML, results.json and manifest.json land in
     OUTPUTS/INCIDENT/<UTC time>-RUNBOOK/, whose path is the last line of stdout.
