@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import html
+import importlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -112,6 +114,9 @@ def run_runbook(
         },
     )
     t0 = time.monotonic()
+    # This process only waits while the kernel works: import the HTML renderer meanwhile
+    # (about 0.8 s here) instead of after the last cell.
+    threading.Thread(target=importlib.import_module, args=("nbconvert",), daemon=True).start()
     reason = _execute(plan, run_dir, execution_timeout_s)
     finished = datetime.now(UTC)
     result = _archive(plan, run_dir, reason, started, finished, time.monotonic() - t0)

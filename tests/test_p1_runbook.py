@@ -7,9 +7,6 @@ kernel, against the lab's real servers; mitigations are verified with the real k
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,33 +119,6 @@ def test_the_admin_token_appears_in_no_evidence_file(lab: LabHandle, tmp_path: P
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert token not in path.read_text(errors="replace"), path.name
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A real TCP server that accepts and never answers: a hung dependency."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for s in held:
-        s.close()
-    server.close()
 
 
 def hung_broker_profile(lab: LabHandle, tmp_path: Path, port: int) -> str:

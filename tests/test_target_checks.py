@@ -3,12 +3,7 @@ where nothing listens or a server that never answers."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from irlib.http.checks import check_endpoint
 from irlib.lab import procs
@@ -18,33 +13,6 @@ from irlib.redis.checks import check_ping
 from irlib.results import Status
 
 from .conftest import LabHandle
-
-
-@pytest.fixture(scope="module")
-def silent_port() -> Iterator[int]:
-    """A real TCP server that accepts connections and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for s in held:
-        s.close()
-    server.close()
 
 
 def test_http_check_ok_against_the_lab_api(lab: LabHandle) -> None:
