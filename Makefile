@@ -50,6 +50,7 @@ lab: setup $(LAB_VENV)/.installed
 lint: venv
 	$(VENV)/bin/ruff check irlib tests
 	$(VENV)/bin/ruff format --check irlib tests
+	$(VENV)/bin/mypy irlib
 
 clean:
 	rm -rf $(VENV) $(LAB_VENV) .pytest_cache build *.egg-info

@@ -89,12 +89,12 @@ class Kube:
         return str(self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs, **self._t()))
 
     def pod_metrics(self) -> list[dict[str, Any]]:
-        return self.custom.list_namespaced_custom_object(
+        return self.custom.list_namespaced_custom_object(  # type: ignore[no-any-return,index]
             "metrics.k8s.io", "v1beta1", self.namespace, "pods", **self._t()
         )["items"]
 
     def node_metrics(self) -> list[dict[str, Any]]:
-        return self.custom.list_cluster_custom_object(
+        return self.custom.list_cluster_custom_object(  # type: ignore[no-any-return,index]
             "metrics.k8s.io", "v1beta1", "nodes", **self._t()
         )["items"]
 

@@ -82,7 +82,7 @@ def apply_rollback(kube: Kube, deployment: str) -> dict[str, Any]:
 
 def plan_delete_pod(kube: Kube, pod: str, *, recommended: bool = True) -> Plan:
     found = kube.pod(pod)
-    owner = next((o for o in found["metadata"].get("ownerReferences", [])), {})
+    owner: dict[str, Any] = next(iter(found["metadata"].get("ownerReferences", [])), {})
     return Plan(
         id=f"delete-pod:{pod}",
         summary=f"delete pod {pod}; its {owner.get('kind', 'controller')} "

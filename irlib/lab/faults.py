@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import httpx
 
@@ -35,8 +37,8 @@ PENDING_CPU = "8"  # more than any lab node can allocate (4 cores each)
 class Fault:
     name: str
     summary: str
-    inject: Callable[[Lab], None]
-    clear: Callable[[Lab], None]
+    inject: Callable[[Lab], object]
+    clear: Callable[[Lab], object]
     visible: Callable[[Lab], bool]  # true once the fault shows where production would show it
     runbook: str = P1_UNAVAILABLE
     stops: str | None = None  # the lab part this fault keeps stopped
@@ -63,7 +65,7 @@ def active_faults(lab: Lab) -> list[str]:
 
 def stopped_parts(lab: Lab) -> set[str]:
     """Parts that an active fault keeps down, so that `irlib lab up` does not heal them."""
-    return {FAULTS[f].stops for f in active_faults(lab) if f in FAULTS and FAULTS[f].stops}
+    return {part for f in active_faults(lab) if f in FAULTS and (part := FAULTS[f].stops)}
 
 
 def inject(lab: Lab, name: str, timeout: float = 45.0) -> bool:
@@ -90,7 +92,7 @@ def clear(lab: Lab, name: str | None = None, timeout: float = 60.0) -> list[str]
     names = [n for n in active_faults(lab) if name in (None, n)]
     for n in names:
         FAULTS[n].clear(lab)
-        _update_control(lab, lambda c, n=n: c["faults"].remove(n))
+        _update_control(lab, partial(_forget, n))
     if names:
         _wait("the lab to be healthy again", lambda: healthy(lab), timeout)
     return names
@@ -108,6 +110,10 @@ def healthy(lab: Lab) -> bool:
 def _pod_ready(pod: dict) -> bool:
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _forget(name: str, control: dict[str, Any]) -> None:
+    control["faults"].remove(name)
 
 
 def _update_control(lab: Lab, change: Callable[[dict], object]) -> None:
@@ -338,7 +344,7 @@ def _stopped_part_fault(name: str, part: str, summary: str) -> Fault:
     return Fault(
         name,
         summary,
-        inject=lambda lab: lab.stop_part(part) and None,
+        inject=lambda lab: lab.stop_part(part),
         clear=lambda lab: lab.start_part(part),
         visible=lambda lab: not lab.running(part) and not PARTS_BY_NAME[part].answers(lab.config),
         stops=part,

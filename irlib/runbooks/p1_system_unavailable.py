@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -279,13 +279,9 @@ class MitigationPanel:
 
     runbook: SystemUnavailable
     verdict: Verdict
-    plans: list[Plan] | None = None
-    problems: list[str] | None = None
+    plans: list[Plan] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     recheck: Step | None = None
-
-    def __post_init__(self) -> None:
-        self.plans = self.plans or []
-        self.problems = self.problems or []
 
     def run(self, plan: Plan, *, clicked: bool = False) -> Attempt:
         attempt = self.runbook.guard.execute(
@@ -297,7 +293,7 @@ class MitigationPanel:
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
-        for plan in self.plans or []:
+        for plan in self.plans:
             tried = [a for a in self.runbook.guard.attempts if a.id == plan.id]
             last = tried[-1] if tried else None
             out.append(
@@ -323,7 +319,7 @@ class MitigationPanel:
                     f"    to apply: irlib run {self.runbook.name} --confirm "
                     f"{r['mitigation']}  (or the button in JupyterLab)"
                 )
-        lines += [f"  {p}" for p in self.problems or []]
+        lines += [f"  {p}" for p in self.problems]
         if self.recheck:
             lines.append(repr(self.recheck))
         return "\n".join(lines)
@@ -343,7 +339,7 @@ class MitigationPanel:
             )
         else:
             parts.append("<p>Nothing to mitigate from the evidence so far.</p>")
-        parts += [f"<p>{html.escape(p)}</p>" for p in self.problems or []]
+        parts += [f"<p>{html.escape(p)}</p>" for p in self.problems]
         if self.recheck:
             parts.append(self.recheck._repr_html_())
         return "".join(parts)
@@ -352,7 +348,7 @@ class MitigationPanel:
         from IPython.display import display
 
         display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
-        pending = [p for p in self.plans or [] if not self.runbook.guard.has_run(p.id)]
+        pending = [p for p in self.plans if not self.runbook.guard.has_run(p.id)]
         if pending and _widgets_wanted():
             from irlib.widgets import confirm_buttons
 
