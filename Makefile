@@ -1,10 +1,12 @@
 # The commands the README names. `make setup` is idempotent: it installs only what is missing.
 SHELL := /bin/bash
 VENV := .venv
+LAB_VENV := .venv-lab
 PY := $(VENV)/bin/python
-APT_PACKAGES := postgresql redis-server prometheus
+APT_PACKAGES := postgresql redis-server prometheus chromium
 # What each apt package brings, to tell whether it is installed already.
-APT_PROBES := /usr/lib/postgresql/*/bin/initdb /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/prometheus
+APT_PROBES := /usr/lib/postgresql/*/bin/initdb /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/prometheus \
+	/usr/bin/chromium
 
 .PHONY: setup system-packages venv test lint demo lab clean
 
@@ -27,15 +29,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-test: setup
+# The browser test (tests/test_jupyterlab.py) starts JupyterLab from its own venv and drives it
+# with Debian's chromium through Playwright (pip, in .venv; no browser download).
+test: setup $(LAB_VENV)/.installed
 	$(PY) -m pytest
 
 demo: setup
 	@scripts/demo
 
 # JupyterLab lives in its own venv: imported beside papermill it slows every headless run
-# (DESIGN.md), and drills and CI never need it.
-LAB_VENV := .venv-lab
+# (DESIGN.md); drills never need it, CI only for the browser test.
 $(LAB_VENV)/.installed: pyproject.toml
 	@test -x $(LAB_VENV)/bin/python || python3 -m venv $(LAB_VENV)
 	$(LAB_VENV)/bin/python -m pip install -q --upgrade pip
@@ -45,6 +48,7 @@ $(LAB_VENV)/.installed: pyproject.toml
 lab: setup $(LAB_VENV)/.installed
 	@eval "$$($(VENV)/bin/irlib lab up)" && cd notebooks && \
 	  exec ../$(LAB_VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=. \
+	    --ContentsManager.post_save_hook=irlib.interactive.post_save_hook \
 	    $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 lint: venv

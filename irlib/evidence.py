@@ -28,11 +28,19 @@ MIN_SECRET_LEN = 8  # shorter values would blank out ordinary words everywhere
 _RECORDS: list[dict[str, Any]] = []
 
 
-def record(kind: str, data: Mapping[str, Any]) -> None:
-    """Record one fact of this run: durably in the run folder when run by `irlib run`."""
+def record(
+    kind: str,
+    data: Mapping[str, Any],
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    secret_envs: Iterable[str] = (),
+) -> None:
+    """Record one fact of this run: durably in the run folder when run by `irlib run` (or in
+    `run_dir`, an interactive session's folder), else in memory. `secret_envs` name env vars
+    whose values are redacted, besides those of `$IRLIB_REDACT_ENVS`."""
     entry = {"kind": kind, "at": datetime.now(UTC).isoformat(), "data": _jsonable(data)}
-    entry = redact_value(entry, secret_values(_redact_env_names()))
-    run_dir = os.environ.get(RUN_DIR_ENV)
+    entry = redact_value(entry, secret_values([*_redact_env_names(), *secret_envs]))
+    run_dir = run_dir or os.environ.get(RUN_DIR_ENV)
     if not run_dir:
         _RECORDS.append(entry)
         return

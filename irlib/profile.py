@@ -79,6 +79,118 @@ class Timeouts:
     http_s: float = 2.0
 
 
+# -- the incident lifecycle: the seed's "Severity Levels", timeline and "Escalation Path" --------
+
+
+@dataclass(frozen=True)
+class SeverityLevel:
+    name: str  # "P1"
+    impact: str  # "Critical"
+    response_min: float  # the seed's "Response Time"
+    examples: str = ""
+
+
+@dataclass(frozen=True)
+class StageTargets:
+    """Minutes from the alert by which each stage is done (the seed's incident timeline)."""
+
+    acknowledge_min: float = 5.0
+    investigate_min: float = 30.0
+    mitigate_min: float = 60.0
+
+
+@dataclass(frozen=True)
+class EscalationLevel:
+    after_min: float  # engaged from this many minutes after the alert
+    role: str
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class Contact:
+    role: str
+    primary: str
+    backup: str = "-"
+
+
+SEED_SEVERITIES = (
+    SeverityLevel("P1", "Critical", 15.0, "System down, data loss, execution failures"),
+    SeverityLevel("P2", "Major", 60.0, "Degraded performance, partial outage"),
+    SeverityLevel("P3", "Minor", 240.0, "Non-critical feature broken"),
+    SeverityLevel("P4", "Low", 1440.0, "Cosmetic issues, documentation"),
+)
+SEED_ESCALATION = (
+    EscalationLevel(0.0, "On-call", "On-call engineer investigates"),
+    EscalationLevel(15.0, "Engineering Lead", "Escalate to engineering lead"),
+    EscalationLevel(30.0, "VP Engineering", "Escalate to VP Engineering"),
+    EscalationLevel(60.0, "CTO", "Escalate to CTO"),
+)
+SEED_CONTACTS = (  # the seed's placeholders: a real profile puts numbers here
+    Contact("On-call", "PagerDuty rotation", "-"),
+    Contact("Engineering Lead", "[Phone]", "[Phone]"),
+    Contact("VP Engineering", "[Phone]", "[Phone]"),
+    Contact("Compliance", "[Phone]", "[Phone]"),
+)
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    severities: tuple[SeverityLevel, ...] = SEED_SEVERITIES
+    targets: StageTargets = field(default_factory=StageTargets)
+    escalation: tuple[EscalationLevel, ...] = SEED_ESCALATION
+    trading_impact_role: str = "Compliance"  # the seed: "Trading impact: notify immediately"
+    contacts: tuple[Contact, ...] = SEED_CONTACTS
+    # The seed's timeline and escalation minutes are P1's; a lower severity stretches them by
+    # its response time over P1's (P2 x4, P3 x16, P4 x96). False: the same minutes for all.
+    stretch_with_severity: bool = True
+    commander: str | None = None  # None: whoever opens the incident
+    war_room: str = "[Slack Channel]"
+    subject: str = "Trading System Incident"
+    update_every_min: float = 15.0  # "ETA for Update" in the messages
+    webhook_url_env: str | None = "IRLIB_INCIDENT_WEBHOOK_URL"  # a Slack-compatible webhook
+    webhook_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.severities]
+        if not names or len(set(names)) != len(names):
+            raise ProfileError(f"incident.severities: need unique names, got {names}")
+        after = [level.after_min for level in self.escalation]
+        if not after or after[0] != 0 or after != sorted(after):
+            raise ProfileError(
+                f"incident.escalation: after_min must start at 0 and rise, got {after}"
+            )
+
+    def severity(self, name: str) -> SeverityLevel:
+        for level in self.severities:
+            if level.name == name.upper():
+                return level
+        raise ProfileError(
+            f"unknown severity {name!r}; known: {', '.join(s.name for s in self.severities)}"
+        )
+
+    def stretch(self, severity: str) -> float:
+        """How much longer than the seed's (P1) minutes this severity's targets are."""
+        if not self.stretch_with_severity:
+            return 1.0
+        return self.severity(severity).response_min / self.severities[0].response_min
+
+    def contact(self, role: str) -> Contact | None:
+        return next((c for c in self.contacts if c.role.lower() == role.lower()), None)
+
+
+@dataclass(frozen=True)
+class DrillSettings:
+    """The drills (irlib.drills): staleness, and what the scheduled CronJob is made of."""
+
+    stale_after_days: float = 7.0  # a runbook not fault-drilled for longer is flagged stale
+    history_days: float = 30.0  # how far back `irlib drill history` reads by default
+    image: str | None = None  # None: registry.example.com/trading/irlib:<irlib version>
+    cronjob: str = "irlib-health-drill"
+    evidence_pvc: str = "irlib-evidence"  # the volume the evidence is archived on
+    profile_configmap: str = "irlib-profile"  # holds this profile as profile.yaml
+    secret: str = "irlib-secrets"  # holds each *_env secret under its env var's name
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -91,6 +203,8 @@ class Profile:
     prometheus: PrometheusTarget
     thresholds: Thresholds = field(default_factory=Thresholds)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    incident: IncidentSettings = field(default_factory=IncidentSettings)
+    drills: DrillSettings = field(default_factory=DrillSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,6 +260,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)  # type: ignore[arg-type]
+    if typing.get_origin(hint) is tuple:  # tuple[X, ...]: a YAML list of X
+        if not isinstance(value, list | tuple):
+            raise ProfileError(f"{where}: expected a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
     if optional:
         if value is None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from irlib.results import Check, Status, utcnow
 
@@ -142,6 +143,7 @@ class Runbook:
     ) -> None:
         import getpass
 
+        from irlib import interactive
         from irlib.guard import Guard
         from irlib.profile import load_profile
 
@@ -149,6 +151,8 @@ class Runbook:
         self.incident = incident
         self.operator = operator or getpass.getuser()
         self.timeout_s = timeout_s or self.profile.timeouts.check_s
+        # In JupyterLab: this session's own evidence folder, as `irlib run` makes (else None).
+        self.session = interactive.start(self.name, incident, self.profile, profile_path)
         self.guard = Guard(confirm=confirm, operator=self.operator, record=self.record)
         self.latest: dict[str, Check] = {}
         self.started_at = utcnow()
@@ -160,17 +164,44 @@ class Runbook:
                 "operator": self.operator,
                 "profile": self.profile.name,
                 "started_at": self.started_at.isoformat(),
+                **(self.session.facts() if self.session else {}),
             },
         )
+        if self.session:
+            from IPython.display import display
 
-    @staticmethod
-    def record(kind: str, data: dict) -> None:  # type: ignore[type-arg]
+            display(self.session)  # where the evidence goes; the save hook's marker
+
+    def record(self, kind: str, data: dict) -> None:  # type: ignore[type-arg]
         from irlib import evidence
 
-        evidence.record(kind, data)
+        session = self.session
+        evidence.record(
+            kind,
+            data,
+            run_dir=session.run_dir if session else None,
+            secret_envs=session.secret_envs if session else (),
+        )
+
+    def archive(self) -> Any:
+        """Refresh an interactive session's results.json and manifest now (JupyterLab's save
+        hook archives the notebook itself); None headless, where `irlib run` archives."""
+        from irlib import interactive
+
+        if self.session is None:
+            return None
+        return interactive.archive(self.session.run_dir)
 
     def spec(self, name: str, target: str, call: Callable[[], Check]) -> CheckSpec:
         return CheckSpec(name, target, call, timeout_s=self.timeout_s)
+
+    def with_escalation(self, verdict: Any) -> Any:
+        """The verdict, shown with who must be engaged now when `incident` names an open
+        incident record (irlib.incident); else the verdict itself, unchanged."""
+        from irlib.escalation import EscalatedVerdict, escalation_for
+
+        escalation = escalation_for(self.incident, self.profile.incident)
+        return verdict if escalation is None else EscalatedVerdict(verdict, escalation)
 
     def run_step(self, title: str, specs: Iterable[CheckSpec]) -> Step:
         checks = run_checks(specs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import html
-import importlib
 import json
 import math
 import os
@@ -19,7 +18,6 @@ import platform
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -89,8 +87,11 @@ def run_runbook(
     notebooks_dir: Path,
     execution_timeout_s: float = 120,
     log: Callable[[str], None] = print_to_stderr,
+    parent: Path | None = None,
+    label: str | None = None,
 ) -> RunResult:
-    """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`.
+    """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`
+    (or `parent/`, for the drills) in a new folder `<UTC time>-<label or runbook>`.
 
     Raises UsageError/ProfileError (exit 2) before anything runs; otherwise always returns,
     with the run folder holding notebook, HTML, results.json and manifest.json. One run per
@@ -99,7 +100,8 @@ def run_runbook(
     """
     plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
     started = datetime.now(UTC)
-    run_dir = make_run_dir(Path(outputs).resolve() / plan.incident, started, plan.runbook)
+    folder = Path(parent) if parent is not None else Path(outputs) / plan.incident
+    run_dir = make_run_dir(folder.resolve(), started, label or plan.runbook)
     log(
         f"running {plan.runbook} against profile {plan.profile.name} "
         f"(incident {plan.incident}, operator {plan.operator}) ..."
@@ -114,14 +116,23 @@ def run_runbook(
         },
     )
     t0 = time.monotonic()
-    # This process only waits while the kernel works: import the HTML renderer meanwhile
-    # (about 0.8 s here) instead of after the last cell.
-    threading.Thread(target=importlib.import_module, args=("nbconvert",), daemon=True).start()
     reason = _execute(plan, run_dir, execution_timeout_s)
     finished = datetime.now(UTC)
     result = _archive(plan, run_dir, reason, started, finished, time.monotonic() - t0)
+    _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
     return result
+
+
+def _attach_to_incident(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Add this run to the timeline of the incident record in its parent folder, if any."""
+    from irlib import incident
+
+    try:
+        if incident.attach_run(run_dir):
+            log(f"added to the timeline of incident {run_dir.parent.name}")
+    except Exception as e:  # the evidence is archived: a record it cannot update costs nothing
+        log(f"warning: not added to incident {run_dir.parent.name}'s timeline: {e}")
 
 
 def make_run_dir(parent: Path, started: datetime, runbook: str) -> Path:
@@ -342,13 +353,50 @@ def _archive(
     duration_s: float,
 ) -> RunResult:
     """notebook.html, results.json and manifest.json, every file redacted before hashing."""
-    secrets = evidence.secret_values(plan.secret_envs)
-    notebook_path = run_dir / NOTEBOOK
     if reason is None:
-        _mark_completed(notebook_path)
+        _mark_completed(run_dir / NOTEBOOK)
+    return archive(
+        run_dir,
+        runbook=plan.runbook,
+        incident=plan.incident,
+        operator=plan.operator,
+        profile={"name": plan.profile.name, "path": str(plan.profile_path)},
+        parameters=plan.parameters,
+        source=plan.notebook,
+        secret_envs=plan.secret_envs,
+        reason=reason,
+        started=started,
+        finished=finished,
+        duration_s=duration_s,
+    )
+
+
+def archive(
+    run_dir: Path,
+    *,
+    runbook: str,
+    incident: str,
+    operator: str,
+    profile: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    source: Path,
+    secret_envs: Sequence[str],
+    reason: str | None,
+    started: datetime,
+    finished: datetime,
+    duration_s: float,
+    html: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """The archive step of every run, headless or interactive (irlib.interactive): redact every
+    file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
+    and manifest.json last. `source` is the notebook that was run; `extra` adds to results."""
+    secrets = evidence.secret_values(secret_envs)
+    notebook_path = run_dir / NOTEBOOK
     for path in _files(run_dir):
         evidence.redact_file(path, secrets)
-    _render_html(notebook_path, run_dir / HTML, f"{plan.runbook} {plan.incident}")
+    if html and notebook_path.is_file():
+        _render_html(notebook_path, run_dir / HTML, f"{runbook} {incident}")
 
     events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
     verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
@@ -356,25 +404,26 @@ def _archive(
     exit_code = _exit_code(reason, verdict)
     status = "crashed" if reason else "completed"
     results = {
-        "runbook": plan.runbook,
-        "incident": plan.incident,
-        "operator": plan.operator,
-        "profile": {"name": plan.profile.name, "path": str(plan.profile_path)},
+        "runbook": runbook,
+        "incident": incident,
+        "operator": operator,
+        "profile": dict(profile),
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "duration_s": round(duration_s, 3),
-        "parameters": plan.parameters,
+        "parameters": dict(parameters),
         "status": status,
         "reason": reason,
         "checks": [e["data"] for e in events if e["kind"] == "check"],
         "verdict": verdict,
         "mitigations": [e["data"] for e in events if e["kind"] == "mitigation"],
         "exit_code": exit_code,
+        **(extra or {}),
     }
     _write_json(run_dir / RESULTS, evidence.redact_value(results, secrets))
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
         evidence.redact_file(path, secrets)
-    _write_json(run_dir / MANIFEST, _manifest(plan, run_dir))
+    _write_json(run_dir / MANIFEST, _manifest(source, run_dir))
     return RunResult(run_dir, exit_code, status, verdict, reason)
 
 
@@ -417,7 +466,7 @@ def _write_json(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def _manifest(plan: _Plan, run_dir: Path) -> dict[str, Any]:
+def _manifest(source: Path, run_dir: Path) -> dict[str, Any]:
     import nbclient
     import nbconvert
     import papermill
@@ -432,9 +481,9 @@ def _manifest(plan: _Plan, run_dir: Path) -> dict[str, Any]:
     return {
         "files": files,
         "runbook": {
-            "path": str(plan.notebook),
-            "sha256": hashlib.sha256(plan.notebook.read_bytes()).hexdigest(),
-            "git_revision": _git_revision(plan.notebook),
+            "path": str(source),
+            "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+            "git_revision": _git_revision(source),
         },
         "irlib_version": __version__,
         "python_version": platform.python_version(),

@@ -9,6 +9,7 @@ details), dependencies, external dependencies; then a verdict and an incident su
 from __future__ import annotations
 
 import html
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -264,7 +265,7 @@ class SystemUnavailable(Runbook):
     def verdict(self) -> Verdict:
         verdict = diagnose(self.latest, self.profile)
         self.record("verdict", verdict.to_dict())
-        return verdict
+        return self.with_escalation(verdict)
 
     def incident_summary(self) -> IncidentSummary:
         return IncidentSummary(self, diagnose(self.latest, self.profile))
@@ -282,6 +283,7 @@ class MitigationPanel:
     plans: list[Plan] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     recheck: Step | None = None
+    _display_id: str = field(default_factory=lambda: f"irlib-panel-{uuid.uuid4().hex}")
 
     def run(self, plan: Plan, *, clicked: bool = False) -> Attempt:
         attempt = self.runbook.guard.execute(
@@ -347,12 +349,26 @@ class MitigationPanel:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
+        display(self._bundle(), raw=True, display_id=self._display_id)
         pending = [p for p in self.plans if not self.runbook.guard.has_run(p.id)]
         if pending and _widgets_wanted():
             from irlib.widgets import confirm_buttons
 
-            display(confirm_buttons(pending, self.run))
+            confirm_buttons(
+                pending, self.run, runbook=self.runbook.name, on_decision=self._decided
+            ).show()
+
+    def _bundle(self) -> dict[str, str]:
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
+    def _decided(self, attempt: Attempt) -> str:
+        """After a click: the table above says what ran, the evidence folder knows it now,
+        and the button's row shows the re-check."""
+        from IPython.display import update_display
+
+        update_display(self._bundle(), raw=True, display_id=self._display_id)
+        self.runbook.archive()
+        return self.recheck._repr_html_() if self.recheck else ""
 
 
 def _widgets_wanted() -> bool:

@@ -136,6 +136,19 @@ def statefulset(obj: Obj) -> None:
     obj.setdefault("status", {"replicas": 0, "availableReplicas": 0})
 
 
+def cronjob(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    job = spec.setdefault("jobTemplate", {}).setdefault("spec", {})
+    job.setdefault("backoffLimit", 6)
+    job.setdefault("completionMode", "NonIndexed")
+    _template(job)
+    obj.setdefault("status", {})
+
+
 def cluster_ip(namespace: str, name: str) -> str:
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
     return f"10.96.{digest[0]}.{max(digest[1], 2)}"
@@ -170,6 +183,7 @@ APPLY = {
     "Deployment": deployment,
     "ReplicaSet": replicaset,
     "StatefulSet": statefulset,
+    "CronJob": cronjob,
     "Service": service,
     "Namespace": namespace,
 }

@@ -85,6 +85,7 @@ RESOURCES: list[Resource] = [
         subresources=("scale", "status"),
         categories=ALL,
     ),
+    _r("batch/v1", "cronjobs", "CronJob", "cj", subresources=("status",), categories=ALL),
     _r("networking.k8s.io/v1", "ingresses", "Ingress", "ing", subresources=("status",)),
     _r("coordination.k8s.io/v1", "leases", "Lease", has_status=False),
     _r("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", has_status=False),

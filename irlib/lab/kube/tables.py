@@ -192,6 +192,43 @@ STATEFULSET: Printer = (
 )
 
 
+def cronjob_row(cj: Obj, now: float) -> list[Any]:
+    spec, st = cj.get("spec") or {}, cj.get("status") or {}
+    job = (spec.get("jobTemplate") or {}).get("spec") or {}
+    names, images = _containers((job.get("template") or {}).get("spec") or {})
+    suspend = spec.get("suspend")
+    last = st.get("lastScheduleTime")
+    return [
+        cj["metadata"]["name"],
+        spec.get("schedule", ""),
+        spec.get("timeZone") or "<none>",
+        "<unset>" if suspend is None else str(bool(suspend)),
+        len(st.get("active") or []),
+        age(last, now) if last else "<none>",
+        age(cj["metadata"].get("creationTimestamp"), now),
+        names,
+        images,
+        _none(selector_string(job.get("selector"))),
+    ]
+
+
+CRONJOB: Printer = (
+    [
+        NAME,
+        ("Schedule", "string", 0),
+        ("Timezone", "string", 0),
+        ("Suspend", "boolean", 0),
+        ("Active", "integer", 0),
+        ("Last Schedule", "string", 0),
+        AGE,
+        ("Containers", "string", 1),
+        ("Images", "string", 1),
+        ("Selector", "string", 1),
+    ],
+    cronjob_row,
+)
+
+
 # -- nodes, namespaces, events ------------------------------------------------------------
 
 
@@ -419,6 +456,7 @@ PRINTERS: dict[str, Printer] = {
     "Deployment": DEPLOYMENT,
     "ReplicaSet": REPLICASET,
     "StatefulSet": STATEFULSET,
+    "CronJob": CRONJOB,
     "Node": NODE,
     "Namespace": NAMESPACE,
     "Event": EVENT,
