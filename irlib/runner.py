@@ -242,8 +242,8 @@ def _run_facts(plan: _Plan) -> dict[str, Any]:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set env vars for the kernel, which inherits this process's environment."""
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set env vars for a kernel, which inherits this process's environment; restore after."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -269,7 +269,7 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float) -> str | None:
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
     try:
-        with _environment(env):
+        with environment(env):
             papermill.execute_notebook(
                 str(plan.notebook),
                 str(run_dir / NOTEBOOK),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import evidence
+from irlib import evidence, runner
 from irlib.drills import FAULTS, MATRIX_JSON, MATRIX_MD, day_folder
 from irlib.errors import LabError, UsageError
 from irlib.lab import faults as lab_faults
@@ -233,7 +233,8 @@ def run_fault_drill(
         log(f"{name}: UNCOVERED: no runbook with a notebook claims it")
     t0 = time.monotonic()
     try:
-        with _lab_environment(lab):
+        # the runbooks' kernels inherit the lab's exports (kubeconfig, profile, tokens)
+        with runner.environment(lab.exports()):
             for i, name in enumerate(selected, 1):
                 log(f"[{i}/{len(selected)}] {name}: injecting ...")
                 timing = _drill_one(lab, name, covered[name], matrix, notebooks_dir, timeout_s, log)
@@ -356,22 +357,6 @@ def _wait_healthy(lab: Lab) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"the lab in {lab.state_dir} is not healthy: see `irlib lab status`")
         time.sleep(0.5)
-
-
-@contextmanager
-def _lab_environment(lab: Lab) -> Iterator[None]:
-    """The lab's exports (kubeconfig, tokens) for the runbooks' kernels, which inherit them."""
-    values = lab.exports()
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _archive(matrix: Matrix) -> None:
