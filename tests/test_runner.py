@@ -148,7 +148,7 @@ def test_completed_without_verdict_exits_1_and_injects_only_declared_names(
         ({"timeout_s": "abc"}, "parameter timeout_s expects int, got 'abc'"),
         ({"verbose": "maybe"}, "parameter verbose expects bool, got 'maybe'"),
         ({"admin_token": "hunter2hunter2"}, "secrets are never parameters"),
-        ({"state": "Bearer abcdefghijklmnop"}, "secrets are never parameters"),
+        ({"state": "Bearer example-not-a-real-token"}, "secrets are never parameters"),
         ({"incident": "INC-9"}, "parameter incident is set by --incident"),
     ],
     ids=["misspelled", "mistyped", "not-a-bool", "secret-name", "bearer-value", "reserved"],
@@ -459,7 +459,7 @@ def test_a_parameters_cell_holding_more_than_literals_is_refused(
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
-        ("Bearer abcdefghijklmnop", True),
+        ("Bearer example-not-a-real-token", True),
         ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", True),
         ("ghp_abcdefghijklmnopqrstuvwxyz0123", True),
         ("q8Xv2LmN4pR7sT1uW3yZ5aB6cD9eF0gH", True),
