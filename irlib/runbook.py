@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from irlib.results import Check, Status, utcnow
@@ -44,8 +44,6 @@ def run_check(spec: CheckSpec) -> Check:
             started_at=started,
         )
     if result.duration_s == 0.0:
-        from dataclasses import replace
-
         result = replace(result, duration_s=time.monotonic() - t0, started_at=started)
     return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from irlib.k8s._client import ApiError, Kube, age, parse_time
@@ -49,8 +50,6 @@ def _guarded(name: str, body: Callable[[], Check]) -> Check:
                 duration_s=time.monotonic() - t0,
             )
         raise
-    from dataclasses import replace
-
     return replace(result, duration_s=time.monotonic() - t0)
 
 

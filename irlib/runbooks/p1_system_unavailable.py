@@ -23,7 +23,7 @@ from irlib.k8s._client import Kube
 from irlib.postgres.checks import check_connection_count, check_connectivity
 from irlib.profile import Profile
 from irlib.redis.checks import check_ping
-from irlib.results import Cause, Check, Health, Status, Verdict
+from irlib.results import Cause, Check, Health, Status, Verdict, utcnow
 from irlib.runbook import Runbook, Step
 
 MITIGATION_ACTIONS = ("rollback", "delete-pod", "scale")
@@ -392,7 +392,7 @@ class IncidentSummary:
             Health.DEGRADED: "Partial outage / degraded service",
             Health.HEALTHY: "No user impact found by this run",
         }[v.state]
-        now = _now()
+        now = utcnow()
         minutes = int((now - rb.started_at).total_seconds() // 60)
         lines = [
             "## Incident Summary",
@@ -428,12 +428,6 @@ class IncidentSummary:
 
     def __repr__(self) -> str:
         return self.markdown()
-
-
-def _now() -> Any:
-    from irlib.results import utcnow
-
-    return utcnow()
 
 
 # -- the verdict -------------------------------------------------------------------------------
