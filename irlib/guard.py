@@ -15,19 +15,34 @@ from typing import Any
 from irlib.errors import UsageError
 from irlib.results import utcnow
 
-# action -> (pattern of the part after "action:", what it does)
-ACTIONS: dict[str, tuple[str, str]] = {
-    "rollback": (
-        r"(?P<target>[a-z0-9][a-z0-9.-]*)",
-        "roll a deployment back to its previous revision",
+_NAME = r"(?P<target>[a-z0-9][a-z0-9.-]*)"  # a Kubernetes object name
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,62}"  # a plain SQL identifier (quoted again when used)
+
+# action -> (pattern of the part after "action:", what it does, an example for error messages).
+# Patterns are strict on purpose: an id is checked here, before any runbook sees it, so a
+# malformed or malicious id (SQL, shell, a path) never reaches a driver.
+ACTIONS: dict[str, tuple[str, str, str]] = {
+    "rollback": (_NAME, "roll a deployment back to its previous revision", "DEPLOYMENT"),
+    "delete-pod": (_NAME, "delete a pod so its controller replaces it", "POD"),
+    "scale": (rf"{_NAME}=(?P<value>\d{{1,3}})", "scale a deployment to N replicas", "DEPLOYMENT=N"),
+    "restart": (_NAME, "rollout restart a deployment (new pods, same spec)", "DEPLOYMENT"),
+    "pause-all": ("", "pause every trading strategy through the admin API", ""),
+    "cancel-orders": (
+        r"(?P<target>all|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})",
+        "cancel the pending orders of a strategy (or all)",
+        "STRATEGY|all",
     ),
-    "delete-pod": (
-        r"(?P<target>[a-z0-9][a-z0-9.-]*)",
-        "delete a pod so its controller replaces it",
+    "create-index": (
+        rf"(?P<target>{_IDENT})\((?P<value>{_IDENT}(?:,{_IDENT}){{0,7}})\)",
+        "CREATE INDEX CONCURRENTLY on a table's columns",
+        "TABLE(COLUMN,...)",
     ),
-    "scale": (
-        r"(?P<target>[a-z0-9][a-z0-9.-]*)=(?P<value>\d{1,3})",
-        "scale a deployment to N replicas",
+    "analyze": (rf"(?P<target>{_IDENT})", "ANALYZE a table (refresh planner statistics)", "TABLE"),
+    "terminate": (r"(?P<target>[1-9][0-9]{0,9})", "terminate a PostgreSQL backend by pid", "PID"),
+    "recalibrate": (
+        r"(?P<target>[A-Z][A-Z0-9.]{0,11})",
+        "force a Heston recalibration of a symbol",
+        "SYMBOL",
     ),
 }
 
@@ -35,32 +50,41 @@ ACTIONS: dict[str, tuple[str, str]] = {
 @dataclass(frozen=True)
 class MitigationId:
     action: str
-    target: str
+    target: str = ""
     value: str | None = None
 
     def __str__(self) -> str:
+        if not self.target:
+            return self.action
+        if self.action == "create-index":
+            return f"{self.action}:{self.target}({self.value})"
         return f"{self.action}:{self.target}" + (f"={self.value}" if self.value else "")
 
 
 def parse_mitigation_id(text: str, allowed: Iterable[str] | None = None) -> MitigationId:
-    """`rollback:api-service`, `delete-pod:api-service-7d4b9-x2x`, `scale:api-service=5`."""
+    """`rollback:api-service`, `scale:api-service=5`, `pause-all`, `terminate:4242`,
+    `create-index:orders(symbol,created_at)`...: checked against the action's pattern."""
     action, sep, rest = text.partition(":")
     known = list(allowed) if allowed is not None else list(ACTIONS)
-    if not sep or action not in known:
+    if action not in known:
         raise UsageError(
             f"unknown mitigation {text!r}; mitigations look like "
-            + ", ".join(f"{a}:{_example(a)}" for a in known)
+            + ", ".join(_example(a) for a in known)
         )
-    m = re.fullmatch(ACTIONS[action][0], rest)
+    pattern = ACTIONS[action][0]
+    if not pattern:  # an action without a target, like pause-all
+        if sep:
+            raise UsageError(f"mitigation {text!r} is malformed; expected {action}")
+        return MitigationId(action)
+    m = re.fullmatch(pattern, rest) if sep else None
     if not m:
-        raise UsageError(f"mitigation {text!r} is malformed; expected {action}:{_example(action)}")
+        raise UsageError(f"mitigation {text!r} is malformed; expected {_example(action)}")
     return MitigationId(action, m.group("target"), m.groupdict().get("value"))
 
 
 def _example(action: str) -> str:
-    return {"rollback": "DEPLOYMENT", "delete-pod": "POD", "scale": "DEPLOYMENT=N"}.get(
-        action, "TARGET"
-    )
+    example = ACTIONS[action][2]
+    return f"{action}:{example}" if example else action
 
 
 @dataclass(frozen=True)

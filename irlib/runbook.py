@@ -129,6 +129,9 @@ class Runbook:
     """
 
     name = "runbook"
+    # The guard's actions this runbook may plan and apply (irlib.guard.ACTIONS); a confirmed
+    # id of any other action is refused when the runbook starts, before anything runs.
+    mitigation_actions: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -142,7 +145,7 @@ class Runbook:
         import getpass
 
         from irlib import interactive
-        from irlib.guard import Guard
+        from irlib.guard import Guard, parse_mitigation_id
         from irlib.profile import load_profile
 
         self.profile = load_profile(profile_path)
@@ -152,6 +155,8 @@ class Runbook:
         # In JupyterLab: this session's own evidence folder, as `irlib run` makes (else None).
         self.session = interactive.start(self.name, incident, self.profile, profile_path)
         self.guard = Guard(confirm=confirm, operator=self.operator, record=self.record)
+        for c in self.guard.confirmed:
+            parse_mitigation_id(c, allowed=self.mitigation_actions)
         self.latest: dict[str, Check] = {}
         self.started_at = utcnow()
         self.record(
@@ -200,6 +205,34 @@ class Runbook:
 
         escalation = escalation_for(self.incident, self.profile.incident)
         return verdict if escalation is None else EscalatedVerdict(verdict, escalation)
+
+    # -- mitigations: a scenario with guarded writes overrides plan, apply and recheck ---------
+
+    def plan(self, mitigation_id: str, *, recommended: bool = True) -> Any:
+        """The irlib.guard.Plan of a mitigation id: what it would do, shown before it runs."""
+        raise NotImplementedError(f"{self.name} has no mitigations")
+
+    def apply(self, plan: Any) -> dict[str, Any]:
+        """Carry a confirmed plan out (only ever called by the guard); return what it did."""
+        raise NotImplementedError(f"{self.name} has no mitigations")
+
+    def recheck(self) -> Step | None:
+        """The checks that show whether an executed mitigation worked."""
+        return None
+
+    def mitigate(
+        self,
+        title: str,
+        verdict: Any,
+        *,
+        actions: Iterable[str] | None = None,
+        wanted: Iterable[str] = (),
+    ) -> Any:
+        """A MitigationPanel (irlib.mitigation): plans for what `verdict` recommends, for
+        `wanted` ids and for confirmed ids of `actions`; runs only the confirmed ones."""
+        from irlib.mitigation import build_panel
+
+        return build_panel(self, verdict, title, actions=actions, wanted=wanted)
 
     def run_step(self, title: str, specs: Iterable[CheckSpec]) -> Step:
         checks = run_checks(specs)

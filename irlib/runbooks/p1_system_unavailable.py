@@ -8,18 +8,17 @@ details), dependencies, external dependencies; then a verdict and an incident su
 
 from __future__ import annotations
 
-import html
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from irlib.guard import Attempt, Plan, parse_mitigation_id
+from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_endpoint
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
 from irlib.k8s._client import Kube
+from irlib.mitigation import MitigationPanel
 from irlib.postgres.checks import check_connection_count, check_connectivity
 from irlib.profile import Profile
 from irlib.redis.checks import check_ping
@@ -31,6 +30,7 @@ MITIGATION_ACTIONS = ("rollback", "delete-pod", "scale")
 
 class SystemUnavailable(Runbook):
     name = "p1_system_unavailable"
+    mitigation_actions = MITIGATION_ACTIONS
 
     def __init__(
         self,
@@ -53,8 +53,6 @@ class SystemUnavailable(Runbook):
         self.log_tail, self.log_since_s, self.events_limit = log_tail, log_since_s, events_limit
         self.scale_replicas = scale_replicas
         self.rollout_timeout_s = rollout_timeout_s
-        for c in self.guard.confirmed:  # only this runbook's mitigations may be confirmed here
-            parse_mitigation_id(c, allowed=MITIGATION_ACTIONS)
 
     # -- 1. Confirm Scope -------------------------------------------------------------------
 
@@ -118,20 +116,9 @@ class SystemUnavailable(Runbook):
     def immediate_mitigation(self) -> MitigationPanel:
         """Plan what the evidence so far recommends (and whatever was confirmed), run only
         what was confirmed, then wait for the rollout and re-check the scope."""
-        verdict = diagnose(self.latest, self.profile)
-        wanted = list(verdict.mitigations)
-        wanted += [c for c in sorted(self.guard.confirmed) if c not in wanted]
-        panel = MitigationPanel(self, verdict)
-        for mid in wanted:
-            try:
-                plan = self.plan(mid, recommended=mid in verdict.mitigations)
-            except Exception as e:  # the target is gone or has no history: say so, change nothing
-                panel.problems.append(f"{mid}: cannot plan: {e}")
-                continue
-            self.guard.propose(plan)
-            panel.plans.append(plan)
-            if mid in self.guard.confirmed:
-                panel.run(plan)
+        panel: MitigationPanel = self.mitigate(
+            "3. Immediate Mitigation", diagnose(self.latest, self.profile)
+        )
         return panel
 
     def plan(self, mitigation_id: str, *, recommended: bool = True) -> Plan:
@@ -158,7 +145,7 @@ class SystemUnavailable(Runbook):
         )
         return result
 
-    def recheck(self) -> Step:
+    def recheck(self) -> Step | None:
         return self.run_step(
             "Re-check after mitigation", self._scope_specs() + self._obvious_specs()
         )
@@ -271,110 +258,7 @@ class SystemUnavailable(Runbook):
         return IncidentSummary(self, diagnose(self.latest, self.profile))
 
 
-# -- what the notebook shows for mitigations and the summary ---------------------------------
-
-
-@dataclass
-class MitigationPanel:
-    """The plans, what ran, and (in JupyterLab) a confirm button per plan not yet run."""
-
-    runbook: SystemUnavailable
-    verdict: Verdict
-    plans: list[Plan] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    recheck: Step | None = None
-    _display_id: str = field(default_factory=lambda: f"irlib-panel-{uuid.uuid4().hex}")
-
-    def run(self, plan: Plan, *, clicked: bool = False) -> Attempt:
-        attempt = self.runbook.guard.execute(
-            plan, partial(self.runbook.apply, plan), clicked=clicked
-        )
-        if attempt.outcome == "executed":
-            self.recheck = self.runbook.recheck()
-        return attempt
-
-    def rows(self) -> list[dict[str, Any]]:
-        out = []
-        for plan in self.plans:
-            tried = [a for a in self.runbook.guard.attempts if a.id == plan.id]
-            last = tried[-1] if tried else None
-            out.append(
-                {
-                    "mitigation": plan.id,
-                    "recommended": plan.recommended,
-                    "plan": plan.summary,
-                    "command": plan.command,
-                    "outcome": last.outcome if last else "",
-                    "detail": last.detail if last else "",
-                }
-            )
-        return out
-
-    def __repr__(self) -> str:
-        lines = ["3. Immediate Mitigation", f"  diagnosis so far: {self.verdict.summary}"]
-        if not self.plans:
-            lines.append("  nothing to mitigate from the evidence so far")
-        for r in self.rows():
-            lines.append(f"  {r['mitigation']}: {r['plan']} -> {r['outcome']} ({r['detail']})")
-            if r["outcome"] != "executed":
-                lines.append(
-                    f"    to apply: irlib run {self.runbook.name} --confirm "
-                    f"{r['mitigation']}  (or the button in JupyterLab)"
-                )
-        lines += [f"  {p}" for p in self.problems]
-        if self.recheck:
-            lines.append(repr(self.recheck))
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        import pandas as pd
-
-        parts = [
-            "<h3>3. Immediate Mitigation</h3>",
-            f"<p>Diagnosis so far: {html.escape(self.verdict.summary)}</p>",
-        ]
-        if self.plans:
-            parts.append(pd.DataFrame(self.rows()).to_html(index=False))
-            parts.append(
-                "<p>Nothing runs unconfirmed: headless, pass "
-                "<code>--confirm ID</code>; in JupyterLab, use the buttons.</p>"
-            )
-        else:
-            parts.append("<p>Nothing to mitigate from the evidence so far.</p>")
-        parts += [f"<p>{html.escape(p)}</p>" for p in self.problems]
-        if self.recheck:
-            parts.append(self.recheck._repr_html_())
-        return "".join(parts)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self._bundle(), raw=True, display_id=self._display_id)
-        pending = [p for p in self.plans if not self.runbook.guard.has_run(p.id)]
-        if pending and _widgets_wanted():
-            from irlib.widgets import confirm_buttons
-
-            confirm_buttons(
-                pending, self.run, runbook=self.runbook.name, on_decision=self._decided
-            ).show()
-
-    def _bundle(self) -> dict[str, str]:
-        return {"text/plain": repr(self), "text/html": self._repr_html_()}
-
-    def _decided(self, attempt: Attempt) -> str:
-        """After a click: the table above says what ran, the evidence folder knows it now,
-        and the button's row shows the re-check."""
-        from IPython.display import update_display
-
-        update_display(self._bundle(), raw=True, display_id=self._display_id)
-        self.runbook.archive()
-        return self.recheck._repr_html_() if self.recheck else ""
-
-
-def _widgets_wanted() -> bool:
-    import os
-
-    return "IRLIB_RUN_DIR" not in os.environ  # headless runs confirm by id, never by click
+# -- what the notebook shows for the summary ------------------------------------------------
 
 
 @dataclass
