@@ -401,6 +401,8 @@ def archive(
     events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
     verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
     verdict = verdicts[-1] if verdicts else None
+    # a resolution checklist (irlib.checklist) records each change; its last state counts
+    checklists = [e["data"] for e in events if e["kind"] == "checklist"]
     exit_code = _exit_code(reason, verdict)
     status = "crashed" if reason else "completed"
     results = {
@@ -418,6 +420,7 @@ def archive(
         "verdict": verdict,
         "mitigations": [e["data"] for e in events if e["kind"] == "mitigation"],
         "exit_code": exit_code,
+        **({"checklist": checklists[-1]} if checklists else {}),
         **(extra or {}),
     }
     _write_json(run_dir / RESULTS, evidence.redact_value(results, secrets))

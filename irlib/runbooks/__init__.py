@@ -77,3 +77,13 @@ register(
         "irlib.runbooks.p1_system_unavailable:diagnose",
     )
 )
+
+register(
+    Scenario(
+        "p1_execution_failures",
+        "P1: Execution Failures",
+        "irlib.runbooks.p1_execution_failures:ExecutionFailures",
+        ("running_strategies", "reconcile_positions", "broker_connection", "pending_orders"),
+        "irlib.runbooks.p1_execution_failures:diagnose",
+    )
+)
