@@ -175,6 +175,7 @@ def _plan(
     values = validate(
         notebook, given, reserved=RESERVED, secrets=evidence.secret_values(profile_envs)
     )
+    _scenario_validate(runbook, {**{k: p.default for k, p in declared.items()}, **values})
     runner_set = {
         "profile_path": str(profile_path),
         "incident": incident,
@@ -202,6 +203,15 @@ def _plan(
         parameters=values,
         secret_envs=tuple(dict.fromkeys([*profile_envs, *notebook_envs])),
     )
+
+
+def _scenario_validate(runbook: str, values: Mapping[str, Any]) -> None:
+    """A scenario's own check of its parameters' values (irlib.runbooks.Scenario.validate)."""
+    from irlib.runbooks import SCENARIOS, _load
+
+    scenario = SCENARIOS.get(runbook)
+    if scenario is not None and scenario.validate:
+        _load(scenario.validate)(values)
 
 
 def _resolve_notebook(runbook: str, notebooks_dir: Path) -> Path:

@@ -320,6 +320,11 @@ class ExecutionFailures(Runbook):
         return self.with_escalation(verdict)
 
 
+def validate_parameters(values: Mapping[str, Any]) -> None:
+    """Before a run: every checklist id is known (UsageError otherwise)."""
+    validate(CHECKLIST, values.get("checklist") or ())
+
+
 def _error(name: str, summary: str, t0: float) -> Check:
     return Check(name, "broker", Status.ERROR, summary, duration_s=time.monotonic() - t0)
 
