@@ -559,9 +559,11 @@ def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
     """Rank the probable causes supported by the checks and decide the execution's state."""
     causes = sorted((c for r in RULES if (c := r(checks, profile))), key=lambda c: -c.score)
     failing = [c.name for c in checks.values() if c.status is Status.FAIL]
+    # healthy means checked and found well: a check that could not find out is not a pass
+    unknown = [c.name for c in checks.values() if c.status is Status.ERROR]
     if any(c.id in DOWN_CAUSES for c in causes):
         state = Health.DOWN
-    elif causes or failing:
+    elif causes or failing or unknown:
         state = Health.DEGRADED
     else:
         state = Health.HEALTHY
@@ -571,6 +573,8 @@ def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
         summary = f"{state.value}: probable cause {causes[0].id} ({causes[0].title})"
     elif failing:
         summary = f"{state.value}: failing checks {', '.join(failing)}"
+    elif unknown:
+        summary = f"{state.value}: could not check {', '.join(unknown)}"
     else:
         summary = f"healthy: {len(checks)} checks passed"
     return Verdict(state, summary, tuple(causes), severity)
