@@ -58,7 +58,7 @@ def build(dsn: str, accounts: int, symbols: int) -> None:
         )
         conn.execute(
             "INSERT INTO market_data_ticks (symbol, ts, bid, ask, last, volume)"
-            " SELECT 'S' || lpad(s::text, 4, '0'), now(), 99.9, 100.1, 100 + s % 50, 100"
+            " SELECT 'S' || lpad(s::text, 4, '0'), now(), 99.9, 100.1, 100 + s %% 50, 100"
             " FROM generate_series(1, %s) s",
             (symbols,),
         )
@@ -81,6 +81,36 @@ def build(dsn: str, accounts: int, symbols: int) -> None:
             (MISMATCHES,),
         )
         conn.execute("ANALYZE positions, broker.positions")
+
+
+def breakdown(rb: object) -> dict[str, float]:
+    """Where one snapshot's time goes, read by read (the same calls as snapshot())."""
+    from datetime import UTC, datetime, timedelta
+
+    from irlib.broker import checks as broker
+    from irlib.platform import checks as platform
+
+    dsn, db, b = rb.profile.postgres.dsn, rb._db(), rb.broker  # type: ignore[attr-defined]
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    internal = platform.positions(dsn, **db)
+    out["platform positions"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    accounts = sorted(set(broker.accounts(b)) | {r["account"] for r in internal})
+    out["broker accounts"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    held = broker.positions(b, accounts)
+    out[f"broker positions ({len(accounts)} accounts)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fills = broker.fills(b, since=datetime.now(UTC) - timedelta(days=1))
+    out[f"broker fills ({len(fills)})"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    platform.recorded_fills(dsn, (f["fill_id"] for f in fills), **db)
+    out["recorded fills"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    platform.latest_prices(dsn, {r["symbol"] for r in held}, **db)
+    out["prices"] = time.perf_counter() - t0
+    return out
 
 
 def main() -> None:
@@ -113,6 +143,7 @@ def main() -> None:
             t0 = time.perf_counter()
             step = rb.reconcile_positions()
             whole.append(time.perf_counter() - t0)
+        parts = breakdown(rb)
         check = step["position reconciliation"]
         bench = [ln for ln in snap.lines if ln.account.startswith("BENCH-")]
         found = [m for m in check.facts["mismatches"] if m["account"].startswith("BENCH-")]
@@ -124,6 +155,7 @@ def main() -> None:
         print(f"pure reconciliation: median {statistics.median(pure) * 1000:.1f} ms")
         print(f"reconcile step (2 snapshots, confirm pause 0): median "
               f"{statistics.median(whole):.2f} s")
+        print("one snapshot's reads: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     finally:
         subprocess.run([*IRLIB, "lab", "down", "--purge", "--state-dir", str(state)],
                        capture_output=True, env=env, timeout=120)  # fmt: skip

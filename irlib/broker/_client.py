@@ -1,9 +1,11 @@
 """The only module of irlib.broker that imports httpx. The bearer token is read from the
-environment variable the profile names, at call time, and never returned or logged."""
+environment variable the profile names, at call time, and never returned or logged.
+Connections are kept and reused: a reconciliation asks for every account's positions."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +40,22 @@ class Answer:
     elapsed_s: float
 
 
-@dataclass(frozen=True)
 class Broker:
-    url: str
-    token_env: str | None
-    timeout_s: float
+    """The broker's API: one connection pool, shared by the threads that ask it."""
+
+    def __init__(self, url: str, token_env: str | None, timeout_s: float) -> None:
+        self.url, self.token_env, self.timeout_s = url, token_env, timeout_s
+        self._http: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(
+                    timeout=self.timeout_s, limits=httpx.Limits(max_connections=16)
+                )
+            return self._http
 
     def _headers(self) -> dict[str, str]:
         if not self.token_env:
@@ -57,7 +70,7 @@ class Broker:
         url = self.url.rstrip("/") + path
         t0 = time.monotonic()
         try:
-            resp = httpx.get(url, params=params, headers=headers, timeout=self.timeout_s)
+            resp = self.http.get(url, params=params, headers=headers)
         except httpx.TimeoutException as e:
             raise TimedOut(f"GET {path}: no answer within {self.timeout_s:g} s") from e
         except httpx.TransportError as e:
