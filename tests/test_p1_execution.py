@@ -216,6 +216,8 @@ def test_pause_all_only_when_confirmed_and_then_no_new_order_reaches_the_broker(
     assert {a["outcome"] for a in results["mitigations"]} == {"planned"}
     planned = {a["id"] for a in results["mitigations"]}
     assert {"pause-all", "scale:execution-service=0"} <= planned
+    stopped = checks(results)["order submission stopped"]
+    assert stopped["status"] == "warn" and "not stopped" in stopped["summary"]
 
     try:
         code, _, results = run(lab, tmp_path / "confirmed", "--confirm", "pause-all")
@@ -224,8 +226,8 @@ def test_pause_all_only_when_confirmed_and_then_no_new_order_reaches_the_broker(
         executed = [a for a in results["mitigations"] if a["outcome"] == "executed"]
         assert [a["id"] for a in executed] == ["pause-all"]
         assert executed[0]["result"]["all_paused"] is True
-        verified = [c for c in results["checks"] if c["check"] == "strategies"][-1]
-        assert verified["facts"]["all_paused"] is True
+        verified = [c for c in results["checks"] if c["check"] == "order submission stopped"]
+        assert verified[-1]["status"] == "ok" and verified[-1]["facts"]["all_paused"] is True
         # the execution-service kept running (no scale), yet a new order goes nowhere
         assert lab.kubectl(
             "get", "deployment", "execution-service", "-n", "trading", "-o",

@@ -22,6 +22,7 @@ from irlib.runbooks.p1_execution_failures import (
     CHECKLIST,
     diagnose,
     reconciliation_check,
+    submission_stopped,
     validate_parameters,
 )
 
@@ -217,3 +218,16 @@ def test_checkboxes_tick_the_checklist() -> None:
     box = cl.checkboxes().children[1]
     box.value = True  # what a click does
     assert cl.done["positions"] is True and records[-1][1]["by"] == "bob"
+
+
+def test_order_submission_is_stopped_by_a_pause_or_a_scale_to_zero() -> None:
+    running = check("strategies", running=["a", "b"], all_paused=False)
+    paused = check("strategies", running=[], all_paused=True)
+    up = check("execution-service replicas", stopped=False)
+    down = check("execution-service replicas", stopped=True)
+    assert submission_stopped(paused, up).status is Status.OK
+    assert submission_stopped(running, down).status is Status.OK
+    not_stopped = submission_stopped(running, up)
+    assert not_stopped.status is Status.WARN and "a, b" in not_stopped.summary
+    unknown = submission_stopped(check("strategies", Status.ERROR), check("r", Status.ERROR))
+    assert unknown.status is Status.ERROR

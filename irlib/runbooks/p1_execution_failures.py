@@ -139,8 +139,13 @@ class ExecutionFailures(Runbook):
         """Are the strategies paused (or execution-service scaled to 0) now?"""
         return self.run_step(
             "1. Verify: new order submission stopped",
-            [self._strategies_spec(), self._replicas_spec()],
+            [self.spec("order submission stopped", "platform", self._check_stopped)],
         )
+
+    def _check_stopped(self) -> Check:
+        strategies = self._strategies_spec().call()
+        replicas = self._replicas_spec().call()
+        return submission_stopped(strategies, replicas)
 
     # -- 2. Reconcile Positions -----------------------------------------------------------------
 
@@ -297,7 +302,7 @@ class ExecutionFailures(Runbook):
             return self.run_step("Re-check after cancelling", [self._pending_spec()])
         return self.run_step(
             "Re-check: new order submission stopped",
-            [self._strategies_spec(), self._replicas_spec()],
+            [self.spec("order submission stopped", "platform", self._check_stopped)],
         )
 
     # -- 5. Resolution Checklist ----------------------------------------------------------------
@@ -323,6 +328,42 @@ class ExecutionFailures(Runbook):
 def validate_parameters(values: Mapping[str, Any]) -> None:
     """Before a run: every checklist id is known (UsageError otherwise)."""
     validate(CHECKLIST, values.get("checklist") or ())
+
+
+def submission_stopped(strategies: Check, replicas: Check) -> Check:
+    """Whether any new order can still be submitted: stopped when every strategy is paused or
+    execution-service is scaled to 0; unknown (ERROR) when neither could be read."""
+    paused = strategies.facts.get("all_paused")
+    scaled = replicas.facts.get("stopped")
+    evidence = strategies.evidence + replicas.evidence
+    running = [str(n) for n in strategies.facts.get("running") or []]
+    facts = {
+        "all_paused": paused,
+        "scaled_to_0": scaled,
+        "running": running,
+    }
+    name = "order submission stopped"
+    if paused or scaled:
+        how = "every strategy paused" if paused else "execution-service scaled to 0"
+        return Check(name, "platform", Status.OK, f"stopped: {how}", evidence, facts=facts)
+    if paused is None and scaled is None:
+        return Check(
+            name,
+            "platform",
+            Status.ERROR,
+            f"unknown: {strategies.summary}; {replicas.summary}",
+            evidence,
+            facts=facts,
+        )
+    return Check(
+        name,
+        "platform",
+        Status.WARN,
+        f"not stopped: {', '.join(running) or 'strategies'} still running "
+        "and execution-service up (confirm pause-all or scale:execution-service=0)",
+        evidence,
+        facts=facts,
+    )
 
 
 def _error(name: str, summary: str, t0: float) -> Check:
