@@ -624,8 +624,14 @@ def check_log_matches(
                 text = f"(no log: {e.reason})"
             hits = [ln for ln in text.splitlines() if wanted.search(ln)]
             errors = [ln for ln in hits if ERROR_LINE.search(ln)]
-            rows.append({"pod": pod, "matching": len(hits), "errors": len(errors),
-                         "last_error": errors[-1][:200] if errors else ""})
+            rows.append(
+                {
+                    "pod": pod,
+                    "matching": len(hits),
+                    "errors": len(errors),
+                    "last_error": errors[-1][:200] if errors else "",
+                }
+            )
             matched += [(ln[:24], f"[{pod}] {ln}") for ln in hits]
         matched.sort()  # by the line's timestamp, across pods
         lines = [ln for _, ln in matched]
@@ -636,12 +642,17 @@ def check_log_matches(
             Status.WARN if errors else Status.OK,
             f"{len(lines)} matching line(s) from {len(rows)} pod(s), {errors} error(s)",
             (
-                Evidence.table(f"kubectl logs -l {app_label}={app} --tail={tail} | grep -i "
-                               f"'{pattern}'", rows),
+                Evidence.table(
+                    f"kubectl logs -l {app_label}={app} --tail={tail} | grep -i '{pattern}'", rows
+                ),
                 Evidence(title="matching lines", text="\n".join(lines[-100:])),
             ),
-            facts={"matching": len(lines), "errors": errors, "pods": len(rows),
-                   "last_lines": lines[-20:]},
+            facts={
+                "matching": len(lines),
+                "errors": errors,
+                "pods": len(rows),
+                "last_lines": lines[-20:],
+            },
         )
 
     return _guarded(name, body)
@@ -654,13 +665,22 @@ def check_deployment_replicas(kube: Kube, *, deployment: str) -> Check:
     def body() -> Check:
         dep = kube.deployment(deployment)
         st, want = dep.get("status", {}), dep["spec"].get("replicas", 0)
-        row = {"deployment": deployment, "desired": want,
-               "ready": st.get("readyReplicas") or 0, "available": st.get("availableReplicas") or 0}
+        row = {
+            "deployment": deployment,
+            "desired": want,
+            "ready": st.get("readyReplicas") or 0,
+            "available": st.get("availableReplicas") or 0,
+        }
         stopped = want == 0
         summary = "scaled to 0: stopped" if stopped else f"{row['ready']}/{want} ready"
         status = Status.OK if stopped or row["ready"] >= want else Status.WARN
-        return Check(name, TARGET, status, summary,
-                     (Evidence.table(f"kubectl get deployment {deployment}", [row]),),
-                     facts={**row, "stopped": stopped})
+        return Check(
+            name,
+            TARGET,
+            status,
+            summary,
+            (Evidence.table(f"kubectl get deployment {deployment}", [row]),),
+            facts={**row, "stopped": stopped},
+        )
 
     return _guarded(name, body)

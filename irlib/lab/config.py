@@ -17,7 +17,13 @@ from typing import Any
 HOST = "127.0.0.1"
 NAMESPACE = "trading"
 PARTS = (
-    "postgres", "redis", "prometheus", "api", "broker", "market_data", "kubernetes",
+    "postgres",
+    "redis",
+    "prometheus",
+    "api",
+    "broker",
+    "market_data",
+    "kubernetes",
     "execution",
 )
 
