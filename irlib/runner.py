@@ -175,6 +175,7 @@ def _plan(
     values = validate(
         notebook, given, reserved=RESERVED, secrets=evidence.secret_values(profile_envs)
     )
+    _scenario_validate(runbook, {**{k: p.default for k, p in declared.items()}, **values})
     runner_set = {
         "profile_path": str(profile_path),
         "incident": incident,
@@ -202,6 +203,15 @@ def _plan(
         parameters=values,
         secret_envs=tuple(dict.fromkeys([*profile_envs, *notebook_envs])),
     )
+
+
+def _scenario_validate(runbook: str, values: Mapping[str, Any]) -> None:
+    """A scenario's own check of its parameters' values (irlib.runbooks.Scenario.validate)."""
+    from irlib.runbooks import SCENARIOS, _load
+
+    scenario = SCENARIOS.get(runbook)
+    if scenario is not None and scenario.validate:
+        _load(scenario.validate)(values)
 
 
 def _resolve_notebook(runbook: str, notebooks_dir: Path) -> Path:
@@ -401,6 +411,8 @@ def archive(
     events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
     verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
     verdict = verdicts[-1] if verdicts else None
+    # a resolution checklist (irlib.checklist) records each change; its last state counts
+    checklists = [e["data"] for e in events if e["kind"] == "checklist"]
     exit_code = _exit_code(reason, verdict)
     status = "crashed" if reason else "completed"
     results = {
@@ -418,6 +430,7 @@ def archive(
         "verdict": verdict,
         "mitigations": [e["data"] for e in events if e["kind"] == "mitigation"],
         "exit_code": exit_code,
+        **({"checklist": checklists[-1]} if checklists else {}),
         **(extra or {}),
     }
     _write_json(run_dir / RESULTS, evidence.redact_value(results, secrets))

@@ -225,6 +225,113 @@ def _evidence_http_down(part: str):
     return check
 
 
+def _execution_logs(lab: LabHandle) -> str:
+    """`kubectl logs -l app=execution-service --tail=200 | grep -i "broker\\|error\\|fail"`"""
+    out = lab.kubectl(
+        "logs", "-l", "app=execution-service", "-n", "trading", "--tail=200", check=False
+    ).stdout
+    return "\n".join(
+        ln for ln in out.splitlines() if any(w in ln.lower() for w in ("broker", "error", "fail"))
+    )
+
+
+def _broker(lab: LabHandle, path: str) -> httpx.Response:
+    cfg = LabConfig.load(lab.state_dir)
+    token = lab.exports["IRLIB_BROKER_TOKEN"]
+    return httpx.get(
+        cfg.url("broker") + path, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def _psql(lab: LabHandle, query: str) -> str:
+    psql = require_binary("psql", "postgresql-client")
+    dsn = LabConfig.load(lab.state_dir).postgres_dsn
+    result = subprocess.run(
+        [psql, dsn, "-At", "-c", query], capture_output=True, text=True, timeout=10
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _evidence_broker_auth_failure(lab: LabHandle) -> None:
+    assert _broker(lab, "/v1/auth/test").status_code == 401
+    logs = wait_until(
+        "401 in execution-service logs",
+        lambda: "\n".join(
+            ln for ln in _execution_logs(lab).splitlines() if "authentication failed" in ln
+        ),
+    )
+    assert "401" in logs
+    assert _api_health(lab) == 200  # the platform itself is up: only execution is broken
+
+
+def _evidence_broker_rejects(lab: LabHandle) -> None:
+    from irlib.lab.faults_execution import REJECT_REASON
+
+    rejected = _broker(lab, "/v1/orders?status=rejected&limit=5").json()["orders"]
+    assert rejected and rejected[0]["reject_reason"] == REJECT_REASON
+    wait_until(
+        "rejections in execution-service logs", lambda: REJECT_REASON in _execution_logs(lab)
+    )
+
+
+def _evidence_broker_latency(lab: LabHandle) -> None:
+    t0 = time.monotonic()
+    assert _broker(lab, "/v1/status").status_code == 200
+    assert time.monotonic() - t0 >= 0.9
+    wait_until("a slow broker in execution-service logs", lambda: "slow" in _execution_logs(lab))
+
+
+def _evidence_position_mismatch(lab: LabHandle) -> None:
+    from irlib.lab.faults_execution import MISMATCH_ACCOUNT, MISMATCH_DELTAS
+
+    out = _psql(
+        lab,
+        "SELECT p.symbol, b.qty - p.qty FROM positions p JOIN broker.positions b"
+        " ON b.account_id = p.account AND b.symbol = p.symbol"
+        f" WHERE p.qty <> b.qty AND p.account = '{MISMATCH_ACCOUNT}' ORDER BY 1",
+    )
+    assert {s: -d for s, d in MISMATCH_DELTAS.items()} == {
+        line.split("|")[0]: int(line.split("|")[1]) for line in out.splitlines()
+    }
+
+
+def _evidence_missing_execution_reports(lab: LabHandle) -> None:
+    fills = _broker(lab, "/v1/fills?limit=50").json()["fills"]
+    ids = [f["fill_id"] for f in fills]
+    recorded = _psql(
+        lab,
+        "SELECT broker_fill_id FROM execution_reports WHERE broker_fill_id IN ("
+        + ",".join(f"'{i}'" for i in ids)
+        + ")",
+    ).split()
+    assert len(set(ids) - set(recorded)) == 3
+
+
+def _evidence_execution_service_crash(lab: LabHandle) -> None:
+    def crashing() -> str:
+        out = lab.kubectl("get", "pods", "-l", "app=execution-service", "-n", "trading").stdout
+        return out if "CrashLoopBackOff" in out or "Error" in out else ""
+
+    wait_until("execution-service pods crash-looping", crashing)
+    pod = json.loads(
+        lab.kubectl(
+            "get", "pods", "-l", "app=execution-service", "-n", "trading", "-o", "json"
+        ).stdout
+    )["items"][0]["metadata"]["name"]
+    # the first crash ends the healthy container; the restarted one dies of the bad config
+    previous = wait_until(
+        "the crash in the previous log",
+        lambda: (
+            out
+            if "Traceback"
+            in (out := lab.kubectl("logs", pod, "-n", "trading", "--previous", check=False).stdout)
+            else ""
+        ),
+    )
+    assert "decimal.InvalidOperation" in previous
+
+
 EVIDENCE = {
     "bad-deploy": _evidence_bad_deploy,
     "oom-killed": _evidence_oom_killed,
@@ -234,6 +341,12 @@ EVIDENCE = {
     "redis-down": _evidence_redis_down,
     "broker-down": _evidence_http_down("broker"),
     "market-data-down": _evidence_http_down("market_data"),
+    "broker-auth-failure": _evidence_broker_auth_failure,
+    "broker-rejects": _evidence_broker_rejects,
+    "broker-latency": _evidence_broker_latency,
+    "position-mismatch": _evidence_position_mismatch,
+    "missing-execution-reports": _evidence_missing_execution_reports,
+    "execution-service-crash": _evidence_execution_service_crash,
 }
 
 

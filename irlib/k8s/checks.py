@@ -595,3 +595,92 @@ def check_pod_details(kube: Kube) -> Check:
         )
 
     return _guarded("pod details", body)
+
+
+# -- logs filtered for a pattern (P1 Execution Failures) ---------------------------------------
+
+
+def check_log_matches(
+    kube: Kube,
+    *,
+    app: str,
+    pattern: str = r"broker|error|fail",
+    app_label: str = "app",
+    tail: int = 200,
+    since_s: int = 600,
+) -> Check:
+    """`kubectl logs -l app=<app> --tail=200 | grep -i "broker\\|error\\|fail"`, across the
+    app's pods, each matching line prefixed by its pod, the latest last."""
+    name = f"{app} logs"
+    wanted = re.compile(pattern, re.IGNORECASE)
+
+    def body() -> Check:
+        rows, matched = [], []
+        for p in kube.pods(f"{app_label}={app}"):
+            pod = p["metadata"]["name"]
+            try:
+                text = kube.log(pod, tail_lines=tail, since_seconds=since_s)
+            except ApiError as e:
+                text = f"(no log: {e.reason})"
+            hits = [ln for ln in text.splitlines() if wanted.search(ln)]
+            errors = [ln for ln in hits if ERROR_LINE.search(ln)]
+            rows.append(
+                {
+                    "pod": pod,
+                    "matching": len(hits),
+                    "errors": len(errors),
+                    "last_error": errors[-1][:200] if errors else "",
+                }
+            )
+            matched += [(ln[:24], f"[{pod}] {ln}") for ln in hits]
+        matched.sort()  # by the line's timestamp, across pods
+        lines = [ln for _, ln in matched]
+        errors = sum(r["errors"] for r in rows)
+        return Check(
+            name,
+            TARGET,
+            Status.WARN if errors else Status.OK,
+            f"{len(lines)} matching line(s) from {len(rows)} pod(s), {errors} error(s)",
+            (
+                Evidence.table(
+                    f"kubectl logs -l {app_label}={app} --tail={tail} | grep -i '{pattern}'", rows
+                ),
+                Evidence(title="matching lines", text="\n".join(lines[-100:])),
+            ),
+            facts={
+                "matching": len(lines),
+                "errors": errors,
+                "pods": len(rows),
+                "last_lines": lines[-20:],
+            },
+        )
+
+    return _guarded(name, body)
+
+
+def check_deployment_replicas(kube: Kube, *, deployment: str) -> Check:
+    """`kubectl get deployment <name>`: desired, ready and available replicas."""
+    name = f"{deployment} replicas"
+
+    def body() -> Check:
+        dep = kube.deployment(deployment)
+        st, want = dep.get("status", {}), dep["spec"].get("replicas", 0)
+        row = {
+            "deployment": deployment,
+            "desired": want,
+            "ready": st.get("readyReplicas") or 0,
+            "available": st.get("availableReplicas") or 0,
+        }
+        stopped = want == 0
+        summary = "scaled to 0: stopped" if stopped else f"{row['ready']}/{want} ready"
+        status = Status.OK if stopped or row["ready"] >= want else Status.WARN
+        return Check(
+            name,
+            TARGET,
+            status,
+            summary,
+            (Evidence.table(f"kubectl get deployment {deployment}", [row]),),
+            facts={**row, "stopped": stopped},
+        )
+
+    return _guarded(name, body)

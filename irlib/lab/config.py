@@ -16,7 +16,16 @@ from typing import Any
 
 HOST = "127.0.0.1"
 NAMESPACE = "trading"
-PARTS = ("postgres", "redis", "prometheus", "api", "broker", "market_data", "kubernetes")
+PARTS = (
+    "postgres",
+    "redis",
+    "prometheus",
+    "api",
+    "broker",
+    "market_data",
+    "kubernetes",
+    "execution",
+)
 
 
 @dataclass

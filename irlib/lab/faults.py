@@ -363,3 +363,5 @@ register(
         "market-data-down", "market_data", "the external market-data provider is unreachable"
     )
 )
+
+from irlib.lab import faults_execution  # noqa: E402,F401  (P1 Execution Failures)

@@ -141,3 +141,7 @@ CREATE INDEX idx_option_quotes_symbol_ts ON option_quotes (symbol, ts DESC);
 CREATE INDEX idx_calibrations_symbol_calibrated_at ON calibrations (symbol, calibrated_at DESC);
 CREATE INDEX idx_broker_orders_account_created_at ON broker.orders (account_id, created_at);
 CREATE INDEX idx_broker_fills_order_id ON broker.fills (order_id);
+
+-- P1 Execution Failures: why the broker rejected an order (NULL when it did not).
+ALTER TABLE broker.orders ADD COLUMN reject_reason text;
+CREATE INDEX idx_broker_fills_executed_at ON broker.fills (executed_at);

@@ -32,6 +32,9 @@ class Scenario:
     diagnose: str  # "module:function", pure: (checks by name, profile) -> Verdict
     # Lab faults this runbook must diagnose besides those whose `runbook` names it.
     also_diagnoses: tuple[str, ...] = ()
+    # "module:function" (the run's parameters) -> None, raising UsageError: `irlib run` calls it
+    # before anything runs, so that a bad value is exit 2, not a crashed notebook.
+    validate: str | None = None
 
     def runbook_class(self) -> type[Runbook]:
         return _load(self.runbook)  # type: ignore[no-any-return]
@@ -75,5 +78,16 @@ register(
             "check_external_dependencies",
         ),
         "irlib.runbooks.p1_system_unavailable:diagnose",
+    )
+)
+
+register(
+    Scenario(
+        "p1_execution_failures",
+        "P1: Execution Failures",
+        "irlib.runbooks.p1_execution_failures:ExecutionFailures",
+        ("running_strategies", "reconcile_positions", "broker_connection", "pending_orders"),
+        "irlib.runbooks.p1_execution_failures:diagnose",
+        validate="irlib.runbooks.p1_execution_failures:validate_parameters",
     )
 )

@@ -1,11 +1,13 @@
 """The external broker's API: status, authentication test, positions, orders and fills.
 
 Keeps its books in the `broker` schema of the lab's PostgreSQL and fills market orders at the
-latest tick price. Every /v1 route but /v1/status wants the broker bearer token.
+latest tick price. Every /v1 route but /v1/status wants the broker bearer token. The lab's
+control file can make it refuse that token, reject orders with a reason, or answer slowly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,11 +33,14 @@ from irlib.lab.apps._common import (
     unavailable_handler,
     utc_now,
 )
-from irlib.lab.config import LabConfig
+from irlib.lab.config import LabConfig, read_control
 
 BROKER_TOKEN_ENV = "IRLIB_BROKER_TOKEN"
 ORDER_COLUMNS = "order_id, account_id, client_order_id, symbol, side, qty, limit_price, status, \
-created_at, updated_at"
+reject_reason, created_at, updated_at"
+# control.json keys (faults_execution.py): {"broker": {"auth_revoked": bool,
+# "reject_reason": str, "latency_s": float}}
+CONTROL_KEY = "broker"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -55,13 +60,46 @@ UPSERT_POSITION = """
 """
 
 
+class Faults:
+    """The broker's fault switches, re-read from control.json when the file changes."""
+
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+        self._mtime = -1.0
+        self.now: dict[str, Any] = {}
+
+    def get(self) -> dict[str, Any]:
+        try:
+            mtime = self.config.control_file.stat().st_mtime
+        except FileNotFoundError:
+            mtime = 0.0
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self.now = dict(read_control(self.config).get(CONTROL_KEY) or {})
+        return self.now
+
+
+def slowed(endpoint: Endpoint) -> Endpoint:
+    """An answer delayed by the broker-latency fault (/health stays quick: the platform's
+    own health check must not turn a slow broker into an outage)."""
+
+    async def slow(request: Request) -> Response:
+        delay = float(request.app.state.faults.get().get("latency_s") or 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await endpoint(request)
+
+    return slow
+
+
 def authenticated(endpoint: Endpoint) -> Endpoint:
     async def guarded(request: Request) -> Response:
-        if not bearer_ok(request, BROKER_TOKEN_ENV):
+        revoked = request.app.state.faults.get().get("auth_revoked")
+        if revoked or not bearer_ok(request, BROKER_TOKEN_ENV):
             return unauthorized()
         return await endpoint(request)
 
-    return guarded
+    return slowed(guarded)
 
 
 async def health(request: Request) -> Response:
@@ -72,6 +110,7 @@ async def health(request: Request) -> Response:
     return Json({"status": "ok", "database": "ok"})
 
 
+@slowed
 async def status(request: Request) -> Response:
     return Json({"status": "operational", "api_version": "v1", "server_time": iso(utc_now())})
 
@@ -118,6 +157,26 @@ async def orders(request: Request) -> Response:
     return Json({"orders": rows})
 
 
+@authenticated
+async def fills(request: Request) -> Response:
+    """Fills since a time (ISO 8601, default: the last day), with their order's account,
+    symbol, side and the client's order id: what a reconciliation matches reports against."""
+    params = request.query_params
+    try:
+        limit = min(max(int(params.get("limit", "1000")), 1), 10000)
+    except ValueError:
+        return error(400, "limit must be an integer")
+    rows = await request.app.state.db.fetch(
+        "SELECT f.fill_id, f.order_id, o.client_order_id, o.account_id, o.symbol, o.side,"
+        " f.qty, f.price, f.executed_at FROM broker.fills f JOIN broker.orders o USING (order_id)"
+        " WHERE f.executed_at > coalesce(%(since)s::timestamptz, now() - interval '1 day')"
+        " AND (%(account)s::text IS NULL OR o.account_id = %(account)s)"
+        " ORDER BY f.executed_at DESC LIMIT %(limit)s",
+        {"since": params.get("since"), "account": params.get("account"), "limit": limit},
+    )
+    return Json({"fills": rows})
+
+
 def _order_request(body: dict[str, Any]) -> dict[str, Any] | str:
     """The order to place, or why it is refused."""
     side = str(body.get("side", "")).lower()
@@ -145,6 +204,9 @@ async def _place_order(request: Request) -> Response:
     order = _order_request(await json_body(request))
     if isinstance(order, str):
         return error(400, order)
+    reason = request.app.state.faults.get().get("reject_reason")
+    if reason:
+        return await _reject(request, order, str(reason))
 
     async def fill(conn: psycopg.AsyncConnection[Any]) -> Response:
         async with conn.transaction():
@@ -189,6 +251,19 @@ async def _place_order(request: Request) -> Response:
     return await request.app.state.db.run(fill)
 
 
+async def _reject(request: Request, order: dict[str, Any], reason: str) -> Response:
+    """The broker refuses the order: it keeps it, rejected, with the reason it gives."""
+    await request.app.state.db.execute(
+        "INSERT INTO broker.orders (order_id, account_id, client_order_id, symbol, side, qty,"
+        " status, reject_reason) SELECT %(order_id)s, %(account)s, %(client_order_id)s,"
+        " %(symbol)s, %(side)s, %(qty)s, 'rejected', %(reason)s"
+        " WHERE EXISTS (SELECT 1 FROM broker.accounts WHERE account_id = %(account)s)",
+        {**order, "reason": reason},
+    )
+    placed = {k: order[k] for k in ("order_id", "account", "symbol", "side", "qty")}
+    return Json({**placed, "status": "rejected", "reason": reason}, status_code=422)
+
+
 def build_app(config: LabConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -198,17 +273,20 @@ def build_app(config: LabConfig) -> Starlette:
         finally:
             await app.state.db.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/health", health),
             Route("/v1/status", status),
             Route("/v1/auth/test", auth_test),
             Route("/v1/accounts/{account}/positions", account_positions),
             Route("/v1/orders", orders, methods=["GET", "POST"]),
+            Route("/v1/fills", fills),
         ],
         lifespan=lifespan,
         exception_handlers={Unavailable: unavailable_handler},
     )
+    app.state.faults = Faults(config)
+    return app
 
 
 def main(config: LabConfig) -> None:

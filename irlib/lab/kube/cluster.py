@@ -80,6 +80,7 @@ WORKLOADS = (
         requests={"cpu": "200m", "memory": "256Mi"},
         limits={"cpu": "500m", "memory": "512Mi"},
         usage=(80, 210),
+        readiness={"httpGet": {"path": "/livez", "port": 8081}, "periodSeconds": 5},
         start_log=(
             "INFO starting execution-service {version} on :{port}",
             "INFO broker session established (FIX 4.4)",
@@ -158,6 +159,7 @@ def probe_table(config: LabConfig) -> dict[str, Probe]:
         "timescaledb": tcp(host, config.ports["postgres"]),
         "redis": tcp(host, config.ports["redis"]),
         "api-service": http(f"http://{host}:{config.ports['api']}/livez"),
+        "execution-service": http(f"http://{host}:{config.ports['execution']}/livez"),
     }
 
 

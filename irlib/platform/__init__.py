@@ -1,0 +1,2 @@
+"""The trading platform's own records (PostgreSQL: strategies, orders, execution reports,
+positions) and its admin API (pause-all): reads in checks.py, guarded writes in mitigations.py."""
