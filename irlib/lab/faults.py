@@ -363,3 +363,4 @@ register(
         "market-data-down", "market_data", "the external market-data provider is unreachable"
     )
 )
+from irlib.lab import faults_latency  # noqa: E402,F401  (P2 High Latency faults)

@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
+
+__all__ = ["Error", "OperationalError", "connect", "query", "sql"]
 
 Error = psycopg.Error
 OperationalError = psycopg.OperationalError
