@@ -19,6 +19,7 @@ from irlib.lab.config import PARTS, LabConfig
 from irlib.lab.faults import FAULTS
 from irlib.profile import load_profile
 
+from . import latency_lab
 from .conftest import LabHandle, irlib, parse_exports, require_binary
 
 
@@ -234,6 +235,12 @@ EVIDENCE = {
     "redis-down": _evidence_redis_down,
     "broker-down": _evidence_http_down("broker"),
     "market-data-down": _evidence_http_down("market_data"),
+    "slow-query": latency_lab.evidence_slow_query,
+    "lock-contention": latency_lab.evidence_lock_contention,
+    "connection-exhaustion": latency_lab.evidence_connection_exhaustion,
+    "redis-memory-pressure": latency_lab.evidence_redis_memory_pressure,
+    "cpu-saturation": latency_lab.evidence_cpu_saturation,
+    "memory-leak": latency_lab.evidence_memory_leak,
 }
 
 

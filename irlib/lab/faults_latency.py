@@ -18,7 +18,9 @@ from irlib.lab.lab import Lab
 
 P2_LATENCY = "p2_high_latency"
 HOT_INDEX = "idx_orders_symbol_created_at"
-HOT_INDEX_DDL = f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HOT_INDEX} ON orders (symbol, created_at)"
+HOT_INDEX_DDL = (
+    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HOT_INDEX} ON orders (symbol, created_at)"
+)
 LOCKED_TABLE = "orders"
 HOLDER = "pg-holder"
 FILL_PREFIX = "lab:fill:"
@@ -115,7 +117,9 @@ register(
         "connection-exhaustion",
         "api-service leaks its pool's connections into transactions it never ends: "
         "requests wait for a connection",
-        lambda lab: _update_control(lab, lambda c: c.update(connection_leak={"since": time.time()})),
+        lambda lab: _update_control(
+            lab, lambda c: c.update(connection_leak={"since": time.time()})
+        ),
         lambda lab: _update_control(lab, lambda c: c.pop("connection_leak", None)),
         lambda lab: _leaked(lab) >= 10,
         runbook=P2_LATENCY,

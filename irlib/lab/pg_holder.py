@@ -25,11 +25,7 @@ def hold(config: LabConfig) -> int:
     table = spec.get("table", "orders")
     conn = psycopg.connect(config.postgres_dsn, application_name=APPLICATION_NAME)
     # the table name is the lab's own constant, still quoted as an identifier
-    conn.execute(
-        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.Identifier(table)
-        )
-    )
+    conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
     print(f"holding ACCESS EXCLUSIVE on {table} as backend {conn.info.backend_pid}", flush=True)
     sock = conn.pgconn.socket
     while "lock_contention" in read_control(config):

@@ -249,7 +249,8 @@ def check_top_statements(
     shown = [{**r, "query": r["query"][:160]} for r in rows]
     for r in shown:
         r.pop("suggested_index", None)
-    evidence = [Evidence.table(f"pg_stat_statements, {cols[0]} (ms); recent = last {sample_s:g} s", shown)]
+    title = f"pg_stat_statements, {cols[0]} (ms); recent = the last {sample_s:g} s"
+    evidence = [Evidence.table(title, shown)]
     for r in slow:
         s = r.get("suggested_index")
         if s:

@@ -33,8 +33,7 @@ def quantile_query(metric: str, q: float, window: str, job: str | None, by: str 
         selector = f'{{job="{job}"}}'
     labels = "le" + (f", {by}" if by else "")
     return (
-        f"histogram_quantile({q:g}, sum by ({labels}) "
-        f"(rate({metric}_bucket{selector}[{window}])))"
+        f"histogram_quantile({q:g}, sum by ({labels}) (rate({metric}_bucket{selector}[{window}])))"
     )
 
 
@@ -55,7 +54,7 @@ def check_latency(
     try:
         for q in QUANTILES:
             col = f"p{round(q * 100)}_s"
-            for labels, value in _client.query(
+            for _labels, value in _client.query(
                 url, quantile_query(metric, q, window, job), timeout_s=timeout_s
             ):
                 rows.setdefault("(all)", {"route": "(all)"})[col] = _round(value)
@@ -100,7 +99,8 @@ def check_latency(
         )
     else:
         status = Status.OK
-        summary = f"p50 {overall.get('p50_s') or 0:.3f} s, p99 {p99:.3f} s (threshold {threshold_s:g} s)"
+        p50 = overall.get("p50_s") or 0.0
+        summary = f"p50 {p50:.3f} s, p99 {p99:.3f} s (threshold {threshold_s:g} s)"
     return Check(
         name,
         TARGET,

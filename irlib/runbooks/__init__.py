@@ -77,3 +77,13 @@ register(
         "irlib.runbooks.p1_system_unavailable:diagnose",
     )
 )
+
+register(
+    Scenario(
+        "p2_high_latency",
+        "P2: High Latency",
+        "irlib.runbooks.p2_high_latency:HighLatency",
+        ("identify_bottleneck", "resource_utilization"),
+        "irlib.runbooks.p2_high_latency:diagnose",
+    )
+)

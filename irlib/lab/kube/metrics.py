@@ -107,7 +107,7 @@ class Metrics:
     ) -> tuple[float, float]:
         """control.json's `cpu_saturation` ({deployment: true}) pins a workload's containers at
         their CPU limit; `memory_leak` ({deployment: start time}) makes their memory climb
-        from its usual level toward the limit, reaching 90% in about 10 s."""
+        from its usual level toward the limit: 55% at once, 85% after 5 s, then 97%."""
         workload = self.ctx.workload_of(pod)
         name = pod["metadata"]["name"]
         limits = (spec.get("resources") or {}).get("limits") or {}
@@ -118,7 +118,7 @@ class Metrics:
         since = (self.ctx.control.get("memory_leak") or {}).get(workload)
         if since is not None:
             limit = quantity.parse(limits.get("memory") or "1Gi")
-            grown = min(0.97, 0.45 + 0.045 * max(0.0, self.ctx.clock() - float(since)))
+            grown = min(0.97, 0.55 + 0.06 * max(0.0, self.ctx.clock() - float(since)))
             mem = max(mem, limit * grown * _jitter(name + "leak", 0.01))
         return cpu_m, mem
 
