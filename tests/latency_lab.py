@@ -57,10 +57,12 @@ def wait_calm(lab: LabHandle, window: str = "20s", below_s: float = 1.0) -> None
 
 
 def psql(lab: LabHandle, command: str) -> str:
-    """The real psql binary against the lab's database (`\\d orders`, a query)."""
+    """The real psql binary against the lab's database: a query's bare values, or what a
+    meta-command like `\\d orders` prints in full."""
     binary = require_binary("psql", "postgresql-client")
+    bare = [] if command.startswith("\\") else ["-A", "-t"]
     result = subprocess.run(
-        [binary, config(lab).postgres_dsn, "-X", "-A", "-t", "-c", command],
+        [binary, config(lab).postgres_dsn, "-X", *bare, "-c", command],
         capture_output=True,
         text=True,
         timeout=30,

@@ -42,8 +42,14 @@ def check(name: str, status: Status = Status.OK, **facts: Any) -> Check:
 
 def healthy_checks() -> dict[str, Check]:
     pods = [
-        {"pod": f"api-service-{i}", "app": "api-service", "cpu_m": 120, "memory_mi": 300,
-         "cpu_of_limit": 0.12, "memory_of_limit": 0.3}
+        {
+            "pod": f"api-service-{i}",
+            "app": "api-service",
+            "cpu_m": 120,
+            "memory_mi": 300,
+            "cpu_of_limit": 0.12,
+            "memory_of_limit": 0.3,
+        }
         for i in range(3)
     ]
     return {
@@ -64,10 +70,21 @@ def slow_query(c: dict[str, Check]) -> None:
     c["top statements"] = check(
         "top statements",
         Status.WARN,
-        slow=[{"query": ORDERS_SQL, "calls": 900, "max_ms": 140.0, "recent_calls": 12,
-               "recent_mean_ms": 55.0, "mean_ms": 4.0,
-               "suggested_index": {"table": "orders", "columns": ["symbol", "created_at"],
-                                   "existing": []}}],
+        slow=[
+            {
+                "query": ORDERS_SQL,
+                "calls": 900,
+                "max_ms": 140.0,
+                "recent_calls": 12,
+                "recent_mean_ms": 55.0,
+                "mean_ms": 4.0,
+                "suggested_index": {
+                    "table": "orders",
+                    "columns": ["symbol", "created_at"],
+                    "existing": [],
+                },
+            }
+        ],
     )
 
 
@@ -76,18 +93,30 @@ def lock_contention(c: dict[str, Check]) -> None:
         "blocking locks",
         Status.FAIL,
         waiting=4,
-        blockers=[{"pid": 4242, "application_name": "nightly-report",
-                   "state": "idle in transaction", "xact_s": 9.0, "root": True, "waiters": 4,
-                   "query": "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"}],
+        blockers=[
+            {
+                "pid": 4242,
+                "application_name": "nightly-report",
+                "state": "idle in transaction",
+                "xact_s": 9.0,
+                "root": True,
+                "waiters": 4,
+                "query": "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+            }
+        ],
     )
 
 
 def connection_exhaustion(c: dict[str, Check]) -> None:
-    idle = [{"pid": 500 + i, "application_name": "api-service",
-             "state": "idle in transaction"} for i in range(20)]
+    idle = [
+        {"pid": 500 + i, "application_name": "api-service", "state": "idle in transaction"}
+        for i in range(20)
+    ]
     c["active queries"] = check("active queries", Status.WARN, idle_in_transaction=idle, long=[])
     c["api pool"] = check(
-        "api pool", Status.FAIL, exhausted=True,
+        "api pool",
+        Status.FAIL,
+        exhausted=True,
         pool={"in_use": 20, "max_size": 20, "waiting": 4},
     )
     c["api latency"] = check("api latency", Status.FAIL, p99_s=9.0, high=True)
@@ -99,8 +128,15 @@ def redis_memory_pressure(c: dict[str, Check]) -> None:
 
 def _pods(key: str, value: float) -> list[dict[str, Any]]:
     return [
-        {"pod": f"api-service-{i}", "app": "api-service", "cpu_m": 980, "memory_mi": 990,
-         "cpu_of_limit": 0.1, "memory_of_limit": 0.3, key: value}
+        {
+            "pod": f"api-service-{i}",
+            "app": "api-service",
+            "cpu_m": 980,
+            "memory_mi": 990,
+            "cpu_of_limit": 0.1,
+            "memory_of_limit": 0.3,
+            key: value,
+        }
         for i in range(3)
     ]
 
@@ -163,9 +199,14 @@ def test_a_slow_statement_whose_index_exists_recommends_analyze() -> None:
     ("sql", "wanted"),
     [
         (ORDERS_SQL, ("orders", ["symbol", "created_at"])),
-        ("SELECT * FROM ticks WHERE symbol = $1 ORDER BY ts DESC LIMIT $2", ("ticks", ["symbol", "ts"])),
-        ("SELECT symbol, max(ts) FROM ticks WHERE ts > now() - interval $1 GROUP BY symbol",
-         ("ticks", ["ts"])),
+        (
+            "SELECT * FROM ticks WHERE symbol = $1 ORDER BY ts DESC LIMIT $2",
+            ("ticks", ["symbol", "ts"]),
+        ),
+        (
+            "SELECT symbol, max(ts) FROM ticks WHERE ts > now() - interval $1 GROUP BY symbol",
+            ("ticks", ["ts"]),
+        ),
         ("SELECT a.x FROM a JOIN b ON a.id = b.id WHERE b.y = $1", None),
         ("SELECT id FROM strategies ORDER BY id", None),
         ("UPDATE orders SET state = $1 WHERE id = $2", None),
@@ -178,7 +219,7 @@ def test_suggest_index_puts_equality_columns_first(sql: str, wanted: Any) -> Non
 
 def test_quantile_query_is_the_seeds_promql_and_refuses_odd_input() -> None:
     assert quantile_query("http_request_duration_seconds", 0.99, "5m", "api-service", "route") == (
-        'histogram_quantile(0.99, sum by (le, route) '
+        "histogram_quantile(0.99, sum by (le, route) "
         '(rate(http_request_duration_seconds_bucket{job="api-service"}[5m])))'
     )
     for bad in ("5", "5m]) or vector(1", "0s", "1d"):

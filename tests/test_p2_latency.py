@@ -28,8 +28,9 @@ FAST = ("-p", "window", "20s", "-p", "recheck_window", "10s", "-p", "recheck_wai
 
 
 def run(lab: LabHandle, outputs: Path, *args: str) -> tuple[int, Path | None, dict[str, Any]]:
-    result = irlib("run", RUNBOOK, "--outputs", str(outputs), *FAST, *args, env=lab.env,
-                   timeout=240)
+    result = irlib(
+        "run", RUNBOOK, "--outputs", str(outputs), *FAST, *args, env=lab.env, timeout=240
+    )
     lines = result.stdout.strip().splitlines()
     run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
     results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
@@ -50,32 +51,46 @@ def checks(results: dict[str, Any], step_prefix: str) -> dict[str, dict[str, Any
 def orders_statement(check: dict[str, Any]) -> dict[str, Any]:
     """The API's hot "recent orders of a symbol" statement in a top-statements check."""
     return next(
-        r for r in check["facts"]["statements"]
+        r
+        for r in check["facts"]["statements"]
         if "FROM orders WHERE" in r["query"] and "symbol =" in r["query"]
     )
 
 
 def test_p2_faults_are_the_six_causes() -> None:
     assert sorted(P2_FAULTS) == sorted(
-        ["slow-query", "lock-contention", "connection-exhaustion", "redis-memory-pressure",
-         "cpu-saturation", "memory-leak"]
+        [
+            "slow-query",
+            "lock-contention",
+            "connection-exhaustion",
+            "redis-memory-pressure",
+            "cpu-saturation",
+            "memory-leak",
+        ]
     )
 
 
 def test_no_fault_gives_a_healthy_verdict(lab: LabHandle, tmp_path: Path) -> None:
     latency_lab.wait_calm(lab)
-    code, run_dir, results = run(lab, tmp_path)
+    code, _, results = run(lab, tmp_path)
     assert code == 0, results.get("verdict")
     assert results["verdict"]["state"] == "healthy" and not results["verdict"]["causes"]
     names = {c["check"] for c in results["checks"]}
-    assert {"api latency", "top statements", "active queries", "blocking locks", "top pods",
-            "database connections", "redis memory", "api pool"} <= names
+    assert {
+        "api latency",
+        "top statements",
+        "active queries",
+        "blocking locks",
+        "top pods",
+        "database connections",
+        "redis memory",
+        "api pool",
+    } <= names
     assert all(c["status"] == "ok" for c in results["checks"]), results["checks"]
 
 
 @pytest.mark.parametrize("fault", P2_FAULTS, ids=P2_FAULTS)
-def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path,
-                                              fault: str) -> None:
+def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path, fault: str) -> None:
     latency_lab.wait_calm(lab)
     lab.irlib("lab", "inject", fault, check=True)
     try:
@@ -90,7 +105,8 @@ def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path,
 
 
 def test_slow_query_create_index_confirmed_restores_the_statement(
-        lab: LabHandle, tmp_path: Path) -> None:
+    lab: LabHandle, tmp_path: Path
+) -> None:
     latency_lab.wait_calm(lab)
     lab.irlib("lab", "inject", "slow-query", check=True)
     try:
@@ -118,28 +134,41 @@ def test_slow_query_create_index_confirmed_restores_the_statement(
 
 
 def test_lock_contention_terminate_the_named_pid_frees_the_waiters(
-        lab: LabHandle, tmp_path: Path) -> None:
+    lab: LabHandle, tmp_path: Path
+) -> None:
     latency_lab.wait_calm(lab)
     lab.irlib("lab", "inject", "lock-contention", check=True)
     try:
         code, _, results = run(lab, tmp_path / "unconfirmed")
+        assert code == 1
         assert top_cause(results) == "lock-contention", results.get("verdict")
         (mitigation,) = results["verdict"]["causes"][0]["mitigations"]
         pid = int(mitigation.split(":")[1])
-        assert latency_lab.psql(
-            lab, f"SELECT application_name FROM pg_stat_activity WHERE pid = {pid}"
-        ).strip() == "nightly-report"
+        assert (
+            latency_lab.psql(
+                lab, f"SELECT application_name FROM pg_stat_activity WHERE pid = {pid}"
+            ).strip()
+            == "nightly-report"
+        )
 
-        code, run_dir, results = run(lab, tmp_path / "confirmed", "--confirm", mitigation)
+        _, _, results = run(lab, tmp_path / "confirmed", "--confirm", mitigation)
         executed = [a for a in results["mitigations"] if a["outcome"] == "executed"]
         assert [a["id"] for a in executed] == [mitigation]
         assert executed[0]["result"]["query"].startswith("LOCK TABLE")  # shown, then ended
-        assert latency_lab.psql(
-            lab, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
-        ).strip() == "0"
-        assert latency_lab.psql(
-            lab, "SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0"
-        ).strip() == "0"
+        assert (
+            latency_lab.psql(
+                lab, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+            ).strip()
+            == "0"
+        )
+        assert (
+            latency_lab.psql(
+                lab,
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE cardinality(pg_blocking_pids(pid)) > 0",
+            ).strip()
+            == "0"
+        )
         api = latency_lab.config(lab).url("api")
         answer = httpx.get(api + "/v1/orders?symbol=AAPL&limit=5", timeout=3)
         assert answer.status_code == 200 and answer.elapsed.total_seconds() < 2
@@ -150,31 +179,40 @@ def test_lock_contention_terminate_the_named_pid_frees_the_waiters(
 
 
 def test_terminate_refuses_system_processes_own_and_missing_backends(
-        lab: LabHandle, tmp_path: Path) -> None:
+    lab: LabHandle, tmp_path: Path
+) -> None:
     dsn = latency_lab.config(lab).postgres_dsn
-    checkpointer = int(latency_lab.psql(
-        lab, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
-    ))
-    with pytest.raises(UsageError, match="checkpointer.*not a client backend: refused"):
+    checkpointer = int(
+        latency_lab.psql(
+            lab, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
+        )
+    )
+    with pytest.raises(UsageError, match=r"checkpointer.*not a client backend: refused"):
         pg_fix.plan_terminate(dsn, checkpointer)
     with pytest.raises(UsageError, match="not a client backend"):
         pg_fix.apply_terminate(dsn, checkpointer)
     with pytest.raises(UsageError, match="no PostgreSQL backend has pid 999999"):
         pg_fix.plan_terminate(dsn, 999999)
-    with psycopg.connect(dsn, application_name="irlib") as own:
+    own = psycopg.connect(dsn, application_name="irlib")
+    try:
         with pytest.raises(UsageError, match="this runbook's own connection"):
             pg_fix.plan_terminate(dsn, own.info.backend_pid)
+    finally:
+        own.close()
 
     # the same through the runbook: a clear refusal shown on the panel, nothing terminated
-    code, run_dir, results = run(lab, tmp_path, "--confirm", f"terminate:{checkpointer}")
+    _, run_dir, results = run(lab, tmp_path, "--confirm", f"terminate:{checkpointer}")
     assert run_dir is not None
     assert f"terminate:{checkpointer}: cannot plan: pid {checkpointer} is a checkpointer" in (
         latency_lab.results_text(run_dir)
     )
     assert not [a for a in results["mitigations"] if a["outcome"] == "executed"]
-    assert latency_lab.psql(
-        lab, f"SELECT backend_type FROM pg_stat_activity WHERE pid = {checkpointer}"
-    ).strip() == "checkpointer"
+    assert (
+        latency_lab.psql(
+            lab, f"SELECT backend_type FROM pg_stat_activity WHERE pid = {checkpointer}"
+        ).strip()
+        == "checkpointer"
+    )
 
 
 INJECTIONS = [
@@ -195,9 +233,11 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("mitigation", INJECTIONS, ids=range(len(INJECTIONS)))
 def test_malformed_ids_are_refused_before_anything_runs(
-        lab: LabHandle, tmp_path: Path, mitigation: str) -> None:
-    result = irlib("run", RUNBOOK, "--outputs", str(tmp_path), "--confirm", mitigation,
-                   env=lab.env, timeout=60)
+    lab: LabHandle, tmp_path: Path, mitigation: str
+) -> None:
+    result = irlib(
+        "run", RUNBOOK, "--outputs", str(tmp_path), "--confirm", mitigation, env=lab.env, timeout=60
+    )
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "malformed" in result.stderr
     assert not list(tmp_path.rglob("results.json"))  # no run started

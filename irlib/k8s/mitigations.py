@@ -127,8 +127,10 @@ def plan_restart(kube: Kube, deployment: str, *, recommended: bool = True) -> Pl
         summary=f"rollout restart {deployment}: replace its {dep['spec'].get('replicas', 0)} "
         "pods with new ones of the same spec, one at a time",
         command=f"kubectl rollout restart deployment/{deployment} -n {kube.namespace}",
-        before={"replicas": dep["spec"].get("replicas", 0),
-                "restarted_at": annotations.get(RESTARTED_AT)},
+        before={
+            "replicas": dep["spec"].get("replicas", 0),
+            "restarted_at": annotations.get(RESTARTED_AT),
+        },
         recommended=recommended,
     )
 

@@ -93,11 +93,15 @@ def check_memory(
         )
     else:
         status = Status.OK
-        summary = f"{memory.get('used_memory_human')} used" + (
-            f" of maxmemory {memory.get('maxmemory_human')} ({ratio:.0%})"
-            if ratio is not None
-            else ", no maxmemory set"
-        ) + (f", {evicted} keys evicted" if evicted else "")
+        summary = (
+            f"{memory.get('used_memory_human')} used"
+            + (
+                f" of maxmemory {memory.get('maxmemory_human')} ({ratio:.0%})"
+                if ratio is not None
+                else ", no maxmemory set"
+            )
+            + (f", {evicted} keys evicted" if evicted else "")
+        )
     return Check(
         name,
         TARGET,

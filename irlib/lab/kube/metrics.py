@@ -102,9 +102,7 @@ class Metrics:
             cpu_m, mem = 2.0, 14 * quantity.MI * _jitter(name + "mem")
         return cpu_m, mem
 
-    def _latency_faults(
-        self, pod: Obj, spec: Obj, cpu_m: float, mem: float
-    ) -> tuple[float, float]:
+    def _latency_faults(self, pod: Obj, spec: Obj, cpu_m: float, mem: float) -> tuple[float, float]:
         """control.json's `cpu_saturation` ({deployment: true}) pins a workload's containers at
         their CPU limit; `memory_leak` ({deployment: start time}) makes their memory climb
         from its usual level toward the limit: 55% at once, 85% after 5 s, then 97%."""
