@@ -53,7 +53,6 @@ class HighLatency(Runbook):
         recheck_wait_s: float = 30.0,
         statement_sample_s: float = 2.0,
         pool_path: str = "/v1/admin/pool",
-        scale_replicas: int = 5,
         rollout_timeout_s: float = 60.0,
         **kw: Any,
     ) -> None:
@@ -69,7 +68,6 @@ class HighLatency(Runbook):
         self.recheck_wait_s = recheck_wait_s
         self.statement_sample_s = statement_sample_s
         self.pool_path = pool_path
-        self.scale_replicas = scale_replicas
         self.rollout_timeout_s = rollout_timeout_s
 
     def _pg(self, fn: Callable[..., Check], **kw: Any) -> Callable[[], Check]:
