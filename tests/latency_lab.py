@@ -47,7 +47,7 @@ def p99(lab: LabHandle, window: str = "10s", route: str | None = None) -> float 
     return values[0] if values else None
 
 
-def wait_calm(lab: LabHandle, window: str = "20s", below_s: float = 1.0) -> None:
+def wait_calm(lab: LabHandle, window: str = "10s", below_s: float = 1.0) -> None:
     """Wait until the slow requests of an earlier fault have left Prometheus's window."""
     wait_until(
         f"API p99 over {window} under {below_s} s",

@@ -24,7 +24,7 @@ from .conftest import LabHandle, irlib
 
 RUNBOOK = "p2_high_latency"
 P2_FAULTS = [name for name, f in FAULTS.items() if f.runbook == RUNBOOK]
-FAST = ("-p", "window", "20s", "-p", "recheck_window", "10s", "-p", "recheck_wait_s", "12")
+FAST = ("-p", "window", "10s", "-p", "recheck_window", "8s", "-p", "recheck_wait_s", "10")
 
 
 def run(lab: LabHandle, outputs: Path, *args: str) -> tuple[int, Path | None, dict[str, Any]]:
