@@ -4,11 +4,11 @@ latency fault the time from its injection until Prometheus shows it.
     .venv/bin/python benchmarks/p2_latency.py [--runs 3]
 
 Starts and stops its own lab in a temporary state dir (and deletes its run folders); prints one
-line per figure. "Shows it"
-is the API's p99 over a 10 s window passing 5 s (the seed's symptom), or for slow-query the
-p99 of /v1/orders passing 25 ms (one seq scan of 200k rows does not make 5 s); Redis memory
-and pod memory are not Prometheus series in the lab (INFO and the metrics API show them), so
-for those the figure is the time until `irlib lab inject` saw them where production would.
+line per figure. "Shows it" is the API's p99 over a 10 s window passing 5 s (the seed's
+symptom), or for slow-query the p99 of /v1/orders passing 25 ms (one seq scan of 200k rows does
+not make 5 s); Redis memory and pod memory are not Prometheus series in the lab (INFO and the
+metrics API show them), so for those the figure is the time until `irlib lab inject` saw them
+where production would.
 """
 
 from __future__ import annotations
