@@ -71,6 +71,7 @@ class Thresholds:
     db_connections_warn_ratio: float = 0.8
     market_data_max_age_s: float = 60.0
     restarts_warn: int = 3
+    db_statement_mean_ms: float = 25.0  # a hot statement slower than this on average is slow
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from irlib.lab.config import PARTS, LabConfig
 from irlib.lab.faults import FAULTS
 from irlib.profile import load_profile
 
+from . import latency_lab
 from .conftest import LabHandle, irlib, parse_exports, require_binary
 
 
@@ -347,6 +348,12 @@ EVIDENCE = {
     "position-mismatch": _evidence_position_mismatch,
     "missing-execution-reports": _evidence_missing_execution_reports,
     "execution-service-crash": _evidence_execution_service_crash,
+    "slow-query": latency_lab.evidence_slow_query,
+    "lock-contention": latency_lab.evidence_lock_contention,
+    "connection-exhaustion": latency_lab.evidence_connection_exhaustion,
+    "redis-memory-pressure": latency_lab.evidence_redis_memory_pressure,
+    "cpu-saturation": latency_lab.evidence_cpu_saturation,
+    "memory-leak": latency_lab.evidence_memory_leak,
 }
 
 

@@ -82,3 +82,34 @@ def _flatten(body: Any, prefix: str = "") -> dict[str, Any]:
 def _short(value: Any) -> Any:
     text = value if isinstance(value, str | int | float | bool) or value is None else str(value)
     return text[:200] if isinstance(text, str) else text
+
+
+def check_pool(
+    url: str, *, target: str = "api", timeout_s: float = 2.0, token_env: str | None = None
+) -> Check:
+    """The api-service's database connection pool (`GET /v1/admin/pool`): FAIL when every
+    connection is in use and requests queue for one."""
+    check = check_endpoint("api pool", url, target=target, timeout_s=timeout_s, token_env=token_env)
+    body = check.facts.get("body")
+    pool = body.get("pool") if isinstance(body, dict) else None
+    if check.status is not Status.OK or not isinstance(pool, dict):
+        return check
+    size, in_use, waiting = pool.get("max_size"), pool.get("in_use") or 0, pool.get("waiting") or 0
+    exhausted = isinstance(size, int) and size > 0 and in_use >= size
+    facts = {**check.facts, "pool": pool, "exhausted": exhausted}
+    if exhausted:
+        status = Status.FAIL
+        summary = f"pool exhausted: {in_use} of {size} connections in use, {waiting} waiting"
+    else:
+        status = Status.OK
+        summary = f"{in_use} of {size or 'unbounded'} connections in use, {waiting} waiting"
+    return Check(
+        check.name,
+        check.target,
+        status,
+        summary,
+        (Evidence.table(f"GET {url}", [pool]),),
+        duration_s=check.duration_s,
+        started_at=check.started_at,
+        facts=facts,
+    )

@@ -371,7 +371,7 @@ def memory_bytes(q: str | None) -> float:
     return float(m.group(1)) * _UNITS.get(m.group(2), 1)
 
 
-def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
+def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9, app_label: str = "app") -> Check:
     """`kubectl top pods`: CPU and memory per pod, against the containers' limits."""
 
     def body() -> Check:
@@ -391,6 +391,7 @@ def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
             rows.append(
                 {
                     "pod": name,
+                    "app": (m["metadata"].get("labels") or {}).get(app_label),
                     "cpu_m": round(cpu),
                     "memory_mi": round(mem / 2**20),
                     "cpu_of_limit": round(cpu / cpu_lim, 2) if cpu_lim else None,
@@ -415,7 +416,7 @@ def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
             status,
             summary,
             (Evidence.table(f"kubectl top pods -n {kube.namespace}", rows),),
-            facts={"hot": hot},
+            facts={"hot": hot, "rows": rows},
         )
 
     return _guarded("top pods", body)

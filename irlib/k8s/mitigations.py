@@ -1,4 +1,5 @@
-"""Guarded Kubernetes writes of the P1 runbook: rollback, delete a pod, scale a deployment.
+"""Guarded Kubernetes writes of the runbooks: rollback, delete a pod, scale a deployment,
+rollout restart a deployment.
 
 Each `plan_*` reads the cluster and returns the Plan shown before anything changes; each
 `apply_*` makes the change and is only ever called by the guard. `wait_rollout` is
@@ -113,6 +114,34 @@ def plan_scale(kube: Kube, deployment: str, replicas: int, *, recommended: bool 
 def apply_scale(kube: Kube, deployment: str, replicas: int) -> dict[str, Any]:
     kube.scale_deployment(deployment, replicas)
     return {"replicas": replicas}
+
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def plan_restart(kube: Kube, deployment: str, *, recommended: bool = True) -> Plan:
+    dep = kube.deployment(deployment)
+    annotations = dep["spec"]["template"].get("metadata", {}).get("annotations") or {}
+    return Plan(
+        id=f"restart:{deployment}",
+        summary=f"rollout restart {deployment}: replace its {dep['spec'].get('replicas', 0)} "
+        "pods with new ones of the same spec, one at a time",
+        command=f"kubectl rollout restart deployment/{deployment} -n {kube.namespace}",
+        before={
+            "replicas": dep["spec"].get("replicas", 0),
+            "restarted_at": annotations.get(RESTARTED_AT),
+        },
+        recommended=recommended,
+    )
+
+
+def apply_restart(kube: Kube, deployment: str) -> dict[str, Any]:
+    """What `kubectl rollout restart` does: stamp the pod template, so a new ReplicaSet rolls."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kube.patch_deployment(
+        deployment, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+    )
+    return {"restarted_at": stamp}
 
 
 def wait_rollout(kube: Kube, deployment: str, *, timeout_s: float = 60.0) -> dict[str, Any]:

@@ -364,4 +364,5 @@ register(
     )
 )
 
-from irlib.lab import faults_execution  # noqa: E402,F401  (P1 Execution Failures)
+# Each scenario's faults live in their own module and register themselves on import.
+from irlib.lab import faults_execution, faults_latency  # noqa: E402,F401

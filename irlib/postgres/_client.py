@@ -9,8 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
+__all__ = ["APPLICATION_NAME", "Error", "OperationalError", "connect", "query", "sql"]
+
+APPLICATION_NAME = "irlib"  # how our own sessions appear in pg_stat_activity
 Error = psycopg.Error
 OperationalError = psycopg.OperationalError
 
@@ -26,7 +30,7 @@ def connect(
         connect_timeout=max(1, int(timeout_s)),
         autocommit=autocommit,
         row_factory=dict_row,
-        application_name="irlib",
+        application_name=APPLICATION_NAME,
         options=f"-c statement_timeout={int(timeout_s * 1000)}",
         **kwargs,
     )

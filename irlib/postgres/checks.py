@@ -1,12 +1,17 @@
 """Read-only PostgreSQL checks: the runbook's "database connectivity" and
-"SELECT count(*) FROM pg_stat_activity", with the connections broken down by state."""
+"SELECT count(*) FROM pg_stat_activity", with the connections broken down by state; for high
+latency, pg_stat_statements by mean time, active queries, blocking locks."""
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
 from irlib.postgres import _client
 from irlib.results import Check, Evidence, Status
+
+sql = _client.sql  # psycopg.sql, for composing identifiers; this module never imports psycopg
 
 TARGET = "postgres"
 
@@ -83,9 +88,329 @@ def check_connection_count(
         f"{total} of max_connections {limit} ({ratio:.0%})",
         (Evidence.table("pg_stat_activity by state", rows),),
         duration_s=time.monotonic() - t0,
-        facts={"reachable": True, "connections": total, "max_connections": limit},
+        facts={
+            "reachable": True,
+            "connections": total,
+            "max_connections": limit,
+            "by_state": {r["state"]: r["connections"] for r in rows},
+        },
     )
 
 
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+# -- the high-latency runbook's database checks --------------------------------------------------
+
+_EQ = re.compile(r"\b([a-z_][a-z0-9_]*)\s*=\s*\$\d+", re.I)
+_RANGE = re.compile(r"\b([a-z_][a-z0-9_]*)\s*(?:<=|>=|<|>|\bbetween\b)", re.I)
+_FROM = re.compile(r"\bfrom\s+([a-z_][a-z0-9_]*)\b(?!\s*\.)", re.I)
+_ORDER = re.compile(r"\border\s+by\s+([a-z_][a-z0-9_]*)", re.I)
+_CLAUSE_END = re.compile(r"\b(?:order\s+by|group\s+by|limit|offset|for\s+update)\b", re.I)
+
+
+def suggest_index(query: str) -> tuple[str, list[str]] | None:
+    """The composite index a single-table statement wants: its `col = $n` columns first, then
+    its range or ORDER BY column (the usual equality-then-range rule), e.g.
+    `... FROM orders WHERE symbol = $1 AND created_at > ... ORDER BY created_at` gives
+    ("orders", ["symbol", "created_at"]). None for joins or statements without a filter."""
+    if re.search(r"\bjoin\b", query, re.I) or not query.lstrip().lower().startswith("select"):
+        return None
+    tables = _FROM.findall(query)
+    if len(tables) != 1:
+        return None
+    where = re.split(r"\bwhere\b", query, maxsplit=1, flags=re.I)
+    if len(where) != 2:
+        return None
+    condition = _CLAUSE_END.split(where[1], maxsplit=1)[0]
+    columns = [c.lower() for c in _EQ.findall(condition)]
+    tail = [c.lower() for c in _RANGE.findall(condition)] + [
+        c.lower() for c in _ORDER.findall(query)
+    ]
+    for c in tail[:1]:
+        if c not in columns:
+            columns.append(c)
+    columns = [c for c in columns if c not in ("true", "false", "now")]
+    return (tables[0].lower(), columns[:8]) if columns else None
+
+
+def _stat_columns(conn: Any) -> tuple[str, str, str]:
+    """pg_stat_statements' time columns: PostgreSQL 13+ `*_exec_time`, older `*_time`."""
+    names = {
+        r["attname"]
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('pg_stat_statements') "
+            "AND attnum > 0 AND NOT attisdropped"
+        ).fetchall()
+    }
+    if not names:
+        raise LookupError("pg_stat_statements is not installed in this database")
+    if "mean_exec_time" in names:
+        return "mean_exec_time", "max_exec_time", "total_exec_time"
+    return "mean_time", "max_time", "total_time"
+
+
+def _statements(conn: Any, cols: tuple[str, str, str], limit: int) -> list[dict[str, Any]]:
+    mean, mx, total = (sql.Identifier(c) for c in cols)
+    rows: list[dict[str, Any]] = conn.execute(
+        sql.SQL(
+            "SELECT s.queryid, s.query, s.calls, s.rows, {mean} AS mean_ms, {mx} AS max_ms, "
+            "{total} AS total_ms FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid AND d.datname = current_database() "
+            "WHERE s.query !~* 'pg_stat_statements|pg_stat_activity|pg_catalog|pg_attribute' "
+            "ORDER BY {total} DESC LIMIT %s"
+        ).format(mean=mean, mx=mx, total=total),
+        (limit,),
+    ).fetchall()
+    return rows
+
+
+def _index_columns(conn: Any, table: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(
+        "SELECT ic.relname AS index, i.indisvalid AS valid, "
+        "array_agg(a.attname::text ORDER BY k.ord) AS columns "
+        "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+        "JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+        "WHERE t.relname = %s AND n.nspname = ANY(current_schemas(false)) "
+        "GROUP BY ic.relname, i.indisvalid ORDER BY 1",
+        (table,),
+    ).fetchall()
+    return rows
+
+
+def check_top_statements(
+    dsn: str,
+    *,
+    slow_ms: float = 10.0,
+    sample_s: float = 2.0,
+    limit: int = 10,
+    timeout_s: float = 5.0,
+    password_env: str | None = None,
+) -> Check:
+    """The seed's `pg_stat_statements ORDER BY mean_time DESC`: calls, mean, max, total; and,
+    because those are cumulative since the last reset, each statement's mean over a
+    `sample_s` window now. A statement whose recent mean passes `slow_ms` is WARN, with the
+    index its WHERE/ORDER BY wants and whether the table has it."""
+    name = "top statements"
+    t0 = time.monotonic()
+    try:
+        with _client.connect(dsn, timeout_s=timeout_s, password_env=password_env) as conn:
+            cols = _stat_columns(conn)
+            before = {r["queryid"]: r for r in _statements(conn, cols, 200)}
+            time.sleep(sample_s)
+            after = _statements(conn, cols, 200)
+            rows = []
+            for r in after:
+                old = before.get(r["queryid"])
+                calls = r["calls"] - (old["calls"] if old else 0)
+                spent = r["total_ms"] - (old["total_ms"] if old else 0.0)
+                rows.append(
+                    {
+                        "query": " ".join(r["query"].split()),
+                        "calls": r["calls"],
+                        "mean_ms": round(r["mean_ms"], 3),
+                        "max_ms": round(r["max_ms"], 3),
+                        "total_ms": round(r["total_ms"], 1),
+                        "recent_calls": calls,
+                        "recent_mean_ms": round(spent / calls, 3) if calls > 0 else None,
+                    }
+                )
+            rows.sort(key=lambda r: (-(r["recent_mean_ms"] or -1), -r["mean_ms"]))
+            rows = rows[:limit]
+            slow = [r for r in rows if (r["recent_mean_ms"] or 0) >= slow_ms]
+            for r in slow:
+                wanted = suggest_index(r["query"])
+                if wanted:
+                    table, columns = wanted
+                    indexes = _index_columns(conn, table)
+                    covered = [
+                        i["index"]
+                        for i in indexes
+                        if i["valid"] and list(i["columns"][: len(columns)]) == columns
+                    ]
+                    r["suggested_index"] = {
+                        "table": table,
+                        "columns": columns,
+                        "existing": covered,
+                    }
+    except (_client.Error, LookupError) as e:
+        return Check(
+            name,
+            TARGET,
+            Status.ERROR,
+            f"cannot read pg_stat_statements: {_first_line(e)}",
+            duration_s=time.monotonic() - t0,
+            facts={"reachable": False},
+        )
+    shown = [{**r, "query": r["query"][:160]} for r in rows]
+    for r in shown:
+        r.pop("suggested_index", None)
+    title = f"pg_stat_statements, {cols[0]} (ms); recent = the last {sample_s:g} s"
+    evidence = [Evidence.table(title, shown)]
+    for r in slow:
+        s = r.get("suggested_index")
+        if s:
+            evidence.append(
+                Evidence(
+                    f"index wanted by the slowest statement on {s['table']}",
+                    text=f"{s['table']}({', '.join(s['columns'])}): "
+                    + (f"exists ({', '.join(s['existing'])})" if s["existing"] else "missing"),
+                )
+            )
+    if slow:
+        top = slow[0]
+        status = Status.WARN
+        summary = (
+            f"{len(slow)} statement(s) slower than {slow_ms:g} ms; slowest "
+            f"{top['recent_mean_ms']:.1f} ms mean: {top['query'][:80]}"
+        )
+    else:
+        status, summary = Status.OK, f"no statement's recent mean above {slow_ms:g} ms"
+    return Check(
+        name,
+        TARGET,
+        status,
+        summary,
+        tuple(evidence),
+        duration_s=time.monotonic() - t0,
+        facts={"reachable": True, "columns": cols, "statements": rows, "slow": slow},
+    )
+
+
+def _seconds(col: str) -> str:
+    return f"round(extract(epoch FROM now() - {col})::numeric, 2)::float"
+
+
+def check_active_queries(
+    dsn: str,
+    *,
+    long_s: float = 5.0,
+    limit: int = 20,
+    timeout_s: float = 5.0,
+    password_env: str | None = None,
+) -> Check:
+    """The seed's `pg_stat_activity WHERE state = 'active' ORDER BY duration DESC`, and the
+    sessions idle in transaction (they hold locks and snapshots while doing nothing)."""
+    name = "active queries"
+    t0 = time.monotonic()
+    try:
+        rows = _client.query(
+            dsn,
+            f"SELECT pid, application_name, state, {_seconds('query_start')} AS duration_s, "
+            f"{_seconds('xact_start')} AS xact_s, wait_event_type, wait_event, "
+            "pg_blocking_pids(pid) AS blocked_by, left(query, 160) AS query "
+            "FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' "
+            "AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') "
+            "ORDER BY query_start NULLS LAST LIMIT %s",
+            (limit,),
+            timeout_s=timeout_s,
+            password_env=password_env,
+        )
+    except _client.Error as e:
+        return Check(
+            name,
+            TARGET,
+            Status.ERROR,
+            f"cannot read pg_stat_activity: {_first_line(e)}",
+            duration_s=time.monotonic() - t0,
+            facts={"reachable": False},
+        )
+    idle_tx = [r for r in rows if r["state"].startswith("idle in transaction")]
+    long = [r for r in rows if r["state"] == "active" and (r["duration_s"] or 0) >= long_s]
+    status = Status.WARN if long or idle_tx else Status.OK
+    summary = (
+        f"{sum(r['state'] == 'active' for r in rows)} active ({len(long)} over {long_s:g} s), "
+        f"{len(idle_tx)} idle in transaction"
+    )
+    return Check(
+        name,
+        TARGET,
+        status,
+        summary,
+        (Evidence.table("pg_stat_activity (client backends, longest first)", rows),),
+        duration_s=time.monotonic() - t0,
+        facts={"reachable": True, "long": long, "idle_in_transaction": idle_tx},
+    )
+
+
+def check_blocking_locks(
+    dsn: str, *, timeout_s: float = 5.0, password_env: str | None = None
+) -> Check:
+    """Sessions waiting on a lock, and who holds it (`pg_blocking_pids`); FAIL when any wait.
+    A root blocker (not itself waiting) is what a `terminate:PID` would free."""
+    name = "blocking locks"
+    t0 = time.monotonic()
+    try:
+        rows = _client.query(
+            dsn,
+            f"SELECT w.pid AS waiting_pid, w.application_name AS waiting_app, "
+            f"{_seconds('w.query_start')} AS waiting_s, left(w.query, 100) AS waiting_query, "
+            "b.pid AS blocking_pid, b.application_name AS blocking_app, "
+            f"b.state AS blocking_state, {_seconds('b.xact_start')} AS blocking_xact_s, "
+            "left(b.query, 160) AS blocking_query, "
+            "cardinality(pg_blocking_pids(b.pid)) = 0 AS root "
+            "FROM pg_stat_activity w "
+            "CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) "
+            "JOIN pg_stat_activity b ON b.pid = bp.pid "
+            "ORDER BY waiting_s DESC NULLS LAST",
+            timeout_s=timeout_s,
+            password_env=password_env,
+        )
+    except _client.Error as e:
+        return Check(
+            name,
+            TARGET,
+            Status.ERROR,
+            f"cannot read locks: {_first_line(e)}",
+            duration_s=time.monotonic() - t0,
+            facts={"reachable": False},
+        )
+    blockers: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        b = blockers.setdefault(
+            r["blocking_pid"],
+            {
+                "pid": r["blocking_pid"],
+                "application_name": r["blocking_app"],
+                "state": r["blocking_state"],
+                "xact_s": r["blocking_xact_s"],
+                "query": r["blocking_query"],
+                "root": r["root"],
+                "waiters": 0,
+                "longest_wait_s": 0.0,
+            },
+        )
+        b["waiters"] += 1
+        b["longest_wait_s"] = max(b["longest_wait_s"], r["waiting_s"] or 0.0)
+    ranked = sorted(blockers.values(), key=lambda b: (not b["root"], -b["waiters"]))
+    if ranked:
+        top = ranked[0]
+        status = Status.FAIL
+        summary = (
+            f"{len({r['waiting_pid'] for r in rows})} session(s) waiting; pid {top['pid']} "
+            f"({top['application_name'] or '?'}, {top['state']}) blocks {top['waiters']}"
+        )
+    else:
+        status, summary = Status.OK, "no session waits on a lock"
+    evidence = (
+        (
+            Evidence.table("blockers", ranked),
+            Evidence.table("waiting sessions and who blocks them", rows),
+        )
+        if rows
+        else ()
+    )
+    return Check(
+        name,
+        TARGET,
+        status,
+        summary,
+        evidence,
+        duration_s=time.monotonic() - t0,
+        facts={"reachable": True, "blockers": ranked, "waiting": len(rows)},
+    )

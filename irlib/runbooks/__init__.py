@@ -91,3 +91,13 @@ register(
         validate="irlib.runbooks.p1_execution_failures:validate_parameters",
     )
 )
+
+register(
+    Scenario(
+        "p2_high_latency",
+        "P2: High Latency",
+        "irlib.runbooks.p2_high_latency:HighLatency",
+        ("identify_bottleneck", "resource_utilization"),
+        "irlib.runbooks.p2_high_latency:diagnose",
+    )
+)

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ log = logging.getLogger("irlib.lab.apps")
 
 CHECK_TIMEOUT = 1.0  # seconds a health check may take before it counts as failed
 STATEMENT_TIMEOUT_MS = 15_000
+POOL_WAIT_S = 8.0  # how long a request waits for a free pooled connection
 
 
 def setup_logging() -> None:
@@ -149,12 +150,37 @@ class Database:
     connection died (the server restarted) is retried once on a fresh one.
     """
 
-    def __init__(self, dsn: str, application_name: str, keep: int = 4) -> None:
+    def __init__(
+        self, dsn: str, application_name: str, keep: int = 4, max_size: int | None = None
+    ) -> None:
         self.dsn = dsn
         self.application_name = application_name
         self.keep = keep
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self.in_use = 0
+        # A bounded pool (max_size) makes a request wait for a free connection, up to
+        # POOL_WAIT_S, as a real app's pool does; None: unbounded.
+        self.max_size = max_size
+        self._slots = asyncio.Semaphore(max_size) if max_size else None
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the pool's max_size slots; Unavailable after POOL_WAIT_S without one."""
+        if self._slots is None:
+            yield
+            return
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), POOL_WAIT_S)
+        except TimeoutError as e:
+            raise Unavailable("database", f"pool exhausted ({self.max_size} in use)") from e
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(
@@ -167,6 +193,10 @@ class Database:
 
     async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`await work(conn)`; raises Unavailable when the database cannot be reached."""
+        async with self.slot():
+            return await self._run(work)
+
+    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         pooled = bool(self._idle)
         try:
             conn = self._idle.pop() if pooled else await self._connect()
@@ -180,7 +210,7 @@ class Database:
             await conn.close()
             if pooled and died:
                 await self.close()  # its siblings died with the same server
-                return await self.run(work)
+                return await self._run(work)
             raise Unavailable("database", short_reason(e)) from e
         except BaseException:
             await conn.close()  # cancelled or failed mid-query: its state is unknown
@@ -213,8 +243,14 @@ class Database:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
 
-    def stats(self) -> dict[str, int]:
-        return {"idle": len(self._idle), "in_use": self.in_use, "keep": self.keep}
+    def stats(self) -> dict[str, int | None]:
+        return {
+            "idle": len(self._idle),
+            "in_use": self.in_use,
+            "keep": self.keep,
+            "max_size": self.max_size,
+            "waiting": self.waiting,
+        }
 
     async def close(self) -> None:
         while self._idle:

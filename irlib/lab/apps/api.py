@@ -43,12 +43,14 @@ from irlib.lab.apps._common import (
     unauthorized,
     unavailable_handler,
 )
+from irlib.lab.apps.fault_switches import FaultSwitches
 from irlib.lab.apps.ingress import Ingress, PodLogs, RequestMetrics, Upstream
 from irlib.lab.config import LabConfig
 
 ADMIN_TOKEN_ENV = "IRLIB_ADMIN_TOKEN"
 QUOTE_CACHE_MS = 1500
 ORDER_STATES = ("new", "submitted", "filled", "rejected", "cancelled")
+POOL_SIZE = 20  # what the pods' start log says ("pool size 20")
 ORDER_COLUMNS = "id, strategy_id, account, symbol, side, qty, price, state, broker_order_id, \
 created_at, updated_at"
 
@@ -109,6 +111,12 @@ async def health(request: Request) -> Response:
     if failed:
         return Json({"status": "unavailable", "checks": results}, status_code=503)
     return Json({"status": "ok", "checks": results})
+
+
+async def pool(request: Request) -> Response:
+    """The connection pool's state (the high-latency runbook's "api-service pool status");
+    answers without touching the database, so it works when the pool is exhausted."""
+    return Json({"pool": request.app.state.db.stats()})
 
 
 async def metrics(request: Request) -> Response:
@@ -217,6 +225,7 @@ async def resume_all(request: Request) -> Response:
 def build_app(config: LabConfig) -> Starlette:
     upstream = Upstream(config)
     request_metrics = RequestMetrics()
+    switches = FaultSwitches(config, Database(config.postgres_dsn, "api-service"))
     routes = [
         Route("/livez", livez),
         Route("/health", health),
@@ -227,19 +236,25 @@ def build_app(config: LabConfig) -> Starlette:
         Route("/v1/strategies", strategies),
         Route("/v1/admin/pause-all", pause_all, methods=["POST"]),
         Route("/v1/admin/resume-all", resume_all, methods=["POST"]),
+        Route("/v1/admin/pool", pool),
         *calibration.routes(ADMIN_TOKEN_ENV),
     ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.db = Database(config.postgres_dsn, application_name="api-service")
+        app.state.db = Database(
+            config.postgres_dsn, application_name="api-service", max_size=POOL_SIZE
+        )
         app.state.redis = open_redis(config)
+        switches.db = app.state.db
         async with httpx.AsyncClient() as client:
             app.state.http = client
             watcher = asyncio.create_task(upstream.watch(client))
+            faults = asyncio.create_task(switches.watch())
             try:
                 yield
             finally:
+                await stop_task(faults)
                 await stop_task(watcher)
                 await app.state.db.close()
                 await app.state.redis.aclose()
@@ -254,6 +269,7 @@ def build_app(config: LabConfig) -> Starlette:
                 metrics=request_metrics,
                 pod_logs=PodLogs(config.pods_dir),
                 routes=routes,
+                delay=switches.request_delay_s,
             )
         ],
         exception_handlers={Unavailable: unavailable_handler},

@@ -137,8 +137,10 @@ class Ingress:
         metrics: RequestMetrics,
         pod_logs: PodLogs,
         routes: Sequence[BaseRoute],
+        delay: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.app = app
+        self.delay = delay  # extra seconds per request (the lab's cpu-saturation fault)
         self.upstream = upstream
         self.metrics = metrics
         self.pod_logs = pod_logs
@@ -170,6 +172,8 @@ class Ingress:
             if pod is not None:
                 write: Callable[[str, str], None] = partial(self.pod_logs.write, pod)
                 scope.setdefault("state", {})["pod_log"] = write
+            if (extra := self.delay()) > 0:
+                await asyncio.sleep(extra)
             await self.app(scope, receive, send_status)
         finally:
             self._record(scope, pod, status, time.perf_counter() - start)

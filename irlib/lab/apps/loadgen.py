@@ -1,7 +1,9 @@
-"""A steady trickle of requests to the trading API, so that its metrics and logs show traffic.
+"""Steady requests to the trading API, so that its metrics and logs show traffic.
 
-Talks only to the API over HTTP (through the ingress), one request at a time every 100-200 ms,
-ignoring every failure, until SIGTERM or SIGINT.
+Talks only to the API over HTTP (through the ingress): BASE_WORKERS loops, each one request
+at a time every 100-200 ms, and FAULT_WORKERS more while a lab fault is on, so that a slow or
+blocked request never stops the traffic a latency drill measures. Ignores every failure,
+until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import signal
 
 import httpx
 
-from irlib.lab.config import LabConfig
+from irlib.lab.config import LabConfig, read_control
 from irlib.lab.seed import SYMBOLS
 
 PAUSE_S = (0.1, 0.2)
+BASE_WORKERS = 2
+FAULT_WORKERS = 2  # more traffic while a fault is on (read from control.json)
 HEALTH_EVERY = 20  # the deep health check is dearer: only every 20th request
 
 
@@ -47,10 +51,26 @@ async def run(config: LabConfig) -> None:
         loop.add_signal_handler(sig, this.cancel)
     async with httpx.AsyncClient(base_url=config.url("api"), timeout=10.0) as client:
         with contextlib.suppress(asyncio.CancelledError):
-            for n in itertools.count():
-                with contextlib.suppress(httpx.HTTPError):
-                    await client.get(next_path(n))
-                await asyncio.sleep(random.uniform(*PAUSE_S))
+            async with asyncio.TaskGroup() as group:
+                for w in range(BASE_WORKERS + FAULT_WORKERS):
+                    group.create_task(worker(config, client, extra=w >= BASE_WORKERS))
+
+
+def fault_on(config: LabConfig) -> bool:
+    try:
+        return bool(read_control(config).get("faults"))
+    except (OSError, ValueError):
+        return False
+
+
+async def worker(config: LabConfig, client: httpx.AsyncClient, *, extra: bool) -> None:
+    for n in itertools.count(random.randrange(HEALTH_EVERY)):
+        if extra and not fault_on(config):
+            await asyncio.sleep(1.0)
+            continue
+        with contextlib.suppress(httpx.HTTPError):
+            await client.get(next_path(n))
+        await asyncio.sleep(random.uniform(*PAUSE_S))
 
 
 def main(config: LabConfig) -> None:

@@ -1,7 +1,8 @@
 """metrics.k8s.io PodMetrics and NodeMetrics, as metrics-server serves them to `kubectl top`.
 Stable per-workload figures (cluster.py), except api-service's while the lab's api process
 runs: its /proc CPU and RSS split across the pods. OOM-killed containers sit near their
-limit; nodes whose kubelet is down, and their pods, have no metrics.
+limit; nodes whose kubelet is down, and their pods, have no metrics. The latency drill's
+switches pin a workload at its CPU limit or make its memory climb (`_latency_faults`).
 """
 
 from __future__ import annotations
@@ -92,12 +93,31 @@ class Metrics:
             mem = self.api.rss / peers
             if self.api.millicores is not None:
                 cpu_m = max(self.api.millicores / peers, 1.0)
+        cpu_m, mem = self._latency_faults(pod, spec, cpu_m, mem)
         if fault and fault["reason"] == "OOMKilled":
             limit = quantity.parse(fault.get("limit") or "1Gi")
             mem = limit * (0.95 + 0.04 * _jitter(name + "oom", 1.0) / 2)
             cpu_m *= 2.5
         elif fault:  # dies during start-up: it never gets far
             cpu_m, mem = 2.0, 14 * quantity.MI * _jitter(name + "mem")
+        return cpu_m, mem
+
+    def _latency_faults(self, pod: Obj, spec: Obj, cpu_m: float, mem: float) -> tuple[float, float]:
+        """control.json's `cpu_saturation` ({deployment: true}) pins a workload's containers at
+        their CPU limit; `memory_leak` ({deployment: start time}) makes their memory climb
+        from its usual level toward the limit: 55% at once, 85% after 5 s, then 97%."""
+        workload = self.ctx.workload_of(pod)
+        name = pod["metadata"]["name"]
+        limits = (spec.get("resources") or {}).get("limits") or {}
+        if workload in (self.ctx.control.get("cpu_saturation") or {}):
+            cpu_m = quantity.millicores(limits.get("cpu") or "1") * (
+                0.97 + 0.03 * _jitter(name + "sat", 1.0) / 2
+            )
+        since = (self.ctx.control.get("memory_leak") or {}).get(workload)
+        if since is not None:
+            limit = quantity.parse(limits.get("memory") or "1Gi")
+            grown = min(0.97, 0.55 + 0.06 * max(0.0, self.ctx.clock() - float(since)))
+            mem = max(mem, limit * grown * _jitter(name + "leak", 0.01))
         return cpu_m, mem
 
     def pod_metrics(self, pod: Obj) -> Obj | None:

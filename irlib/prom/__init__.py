@@ -1,0 +1,1 @@
+"""Prometheus: the API's latency quantiles from the request-duration histogram."""

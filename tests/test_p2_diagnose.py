@@ -1,0 +1,260 @@
+"""The P2 verdict, the index suggestion, the PromQL it sends and the mitigations' own
+validation: pure functions, no lab (a closed port proves that no SQL was attempted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from irlib.errors import UsageError
+from irlib.guard import parse_mitigation_id
+from irlib.postgres import mitigations as pg_fix
+from irlib.postgres.checks import suggest_index
+from irlib.profile import profile_from_dict
+from irlib.prom.checks import quantile_query
+from irlib.results import Check, Health, Status
+from irlib.runbooks import get_scenario
+from irlib.runbooks.p2_high_latency import diagnose
+
+PROFILE = profile_from_dict(
+    {
+        "name": "t",
+        "kubernetes": {},
+        "api": {"url": "http://127.0.0.1:1"},
+        "broker": {"url": "http://127.0.0.1:1"},
+        "market_data": {"url": "http://127.0.0.1:1"},
+        "postgres": {"dsn": "postgresql://postgres@127.0.0.1:1/x"},
+        "redis": {"url": "redis://127.0.0.1:1/0"},
+        "prometheus": {"url": "http://127.0.0.1:1"},
+    }
+)
+CLOSED_DSN = "postgresql://postgres@127.0.0.1:1/nothing"  # connecting would fail differently
+ORDERS_SQL = (
+    "SELECT id, symbol FROM orders WHERE $3 AND symbol = $1 AND created_at > now() - "
+    "interval '1 hour' ORDER BY created_at DESC LIMIT $2"
+)
+
+
+def check(name: str, status: Status = Status.OK, **facts: Any) -> Check:
+    return Check(name, "t", status, name, facts=facts)
+
+
+def healthy_checks() -> dict[str, Check]:
+    pods = [
+        {
+            "pod": f"api-service-{i}",
+            "app": "api-service",
+            "cpu_m": 120,
+            "memory_mi": 300,
+            "cpu_of_limit": 0.12,
+            "memory_of_limit": 0.3,
+        }
+        for i in range(3)
+    ]
+    return {
+        "api latency": check("api latency", p99_s=0.05, high=False),
+        "top statements": check("top statements", slow=[], statements=[]),
+        "active queries": check("active queries", idle_in_transaction=[], long=[]),
+        "blocking locks": check("blocking locks", blockers=[], waiting=0),
+        "top pods": check("top pods", rows=pods, hot=[]),
+        "database connections": check(
+            "database connections", connections=12, max_connections=100, by_state={}
+        ),
+        "redis memory": check("redis memory", pressure=False),
+        "api pool": check("api pool", exhausted=False, pool={"in_use": 1, "max_size": 20}),
+    }
+
+
+def slow_query(c: dict[str, Check]) -> None:
+    c["top statements"] = check(
+        "top statements",
+        Status.WARN,
+        slow=[
+            {
+                "query": ORDERS_SQL,
+                "calls": 900,
+                "max_ms": 140.0,
+                "recent_calls": 12,
+                "recent_mean_ms": 55.0,
+                "mean_ms": 4.0,
+                "suggested_index": {
+                    "table": "orders",
+                    "columns": ["symbol", "created_at"],
+                    "existing": [],
+                },
+            }
+        ],
+    )
+
+
+def lock_contention(c: dict[str, Check]) -> None:
+    c["blocking locks"] = check(
+        "blocking locks",
+        Status.FAIL,
+        waiting=4,
+        blockers=[
+            {
+                "pid": 4242,
+                "application_name": "nightly-report",
+                "state": "idle in transaction",
+                "xact_s": 9.0,
+                "root": True,
+                "waiters": 4,
+                "query": "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+            }
+        ],
+    )
+
+
+def connection_exhaustion(c: dict[str, Check]) -> None:
+    idle = [
+        {"pid": 500 + i, "application_name": "api-service", "state": "idle in transaction"}
+        for i in range(20)
+    ]
+    c["active queries"] = check("active queries", Status.WARN, idle_in_transaction=idle, long=[])
+    c["api pool"] = check(
+        "api pool",
+        Status.FAIL,
+        exhausted=True,
+        pool={"in_use": 20, "max_size": 20, "waiting": 4},
+    )
+    c["api latency"] = check("api latency", Status.FAIL, p99_s=9.0, high=True)
+
+
+def redis_memory_pressure(c: dict[str, Check]) -> None:
+    c["redis memory"] = check("redis memory", Status.WARN, pressure=True)
+
+
+def _pods(key: str, value: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "pod": f"api-service-{i}",
+            "app": "api-service",
+            "cpu_m": 980,
+            "memory_mi": 990,
+            "cpu_of_limit": 0.1,
+            "memory_of_limit": 0.3,
+            key: value,
+        }
+        for i in range(3)
+    ]
+
+
+def cpu_saturation(c: dict[str, Check]) -> None:
+    c["top pods"] = check("top pods", Status.WARN, rows=_pods("cpu_of_limit", 0.98))
+    c["api latency"] = check("api latency", Status.FAIL, p99_s=6.5, high=True)
+
+
+def memory_leak(c: dict[str, Check]) -> None:
+    c["top pods"] = check("top pods", Status.WARN, rows=_pods("memory_of_limit", 0.93))
+
+
+CASES = {
+    "slow-query": (slow_query, ["create-index:orders(symbol,created_at)"]),
+    "lock-contention": (lock_contention, ["terminate:4242"]),
+    "connection-exhaustion": (connection_exhaustion, [f"terminate:{500 + i}" for i in range(20)]),
+    "redis-memory-pressure": (redis_memory_pressure, []),
+    "cpu-saturation": (cpu_saturation, ["scale:api-service=6"]),
+    "memory-leak": (memory_leak, ["restart:api-service"]),
+}
+
+
+@pytest.mark.parametrize("cause", list(CASES), ids=list(CASES))
+def test_each_cause_alone_tops_the_verdict_with_its_fix(cause: str) -> None:
+    checks = healthy_checks()
+    make, fixes = CASES[cause]
+    make(checks)
+    verdict = diagnose(checks, PROFILE)
+    assert verdict.state is Health.DEGRADED and verdict.severity == "P2"
+    assert verdict.top_cause is not None and verdict.top_cause.id == cause
+    assert list(verdict.top_cause.mitigations) == fixes
+    for mid in fixes:
+        parse_mitigation_id(mid)  # every recommended id is one the guard accepts
+
+
+def test_no_cause_is_healthy() -> None:
+    verdict = diagnose(healthy_checks(), PROFILE)
+    assert verdict.state is Health.HEALTHY and not verdict.causes and verdict.severity is None
+
+
+def test_slow_api_without_an_explanation_is_unknown() -> None:
+    checks = healthy_checks()
+    checks["api latency"] = check("api latency", Status.FAIL, p99_s=7.0, high=True)
+    verdict = diagnose(checks, PROFILE)
+    assert verdict.top_cause is not None and verdict.top_cause.id == "unknown"
+
+
+def test_a_slow_statement_whose_index_exists_recommends_analyze() -> None:
+    checks = healthy_checks()
+    slow_query(checks)
+    row = checks["top statements"].facts["slow"][0]
+    row["suggested_index"]["existing"] = ["idx_orders_symbol_created_at"]
+    row["recent_mean_ms"] = 150.0
+    verdict = diagnose(checks, PROFILE)
+    assert verdict.top_cause is not None and verdict.top_cause.mitigations == ("analyze:orders",)
+
+
+@pytest.mark.parametrize(
+    ("sql", "wanted"),
+    [
+        (ORDERS_SQL, ("orders", ["symbol", "created_at"])),
+        (
+            "SELECT * FROM ticks WHERE symbol = $1 ORDER BY ts DESC LIMIT $2",
+            ("ticks", ["symbol", "ts"]),
+        ),
+        (
+            "SELECT symbol, max(ts) FROM ticks WHERE ts > now() - interval $1 GROUP BY symbol",
+            ("ticks", ["ts"]),
+        ),
+        ("SELECT a.x FROM a JOIN b ON a.id = b.id WHERE b.y = $1", None),
+        ("SELECT id FROM strategies ORDER BY id", None),
+        ("UPDATE orders SET state = $1 WHERE id = $2", None),
+    ],
+    ids=["orders", "eq-then-order", "range", "join", "no-filter", "not-select"],
+)
+def test_suggest_index_puts_equality_columns_first(sql: str, wanted: Any) -> None:
+    assert suggest_index(sql) == wanted
+
+
+def test_quantile_query_is_the_seeds_promql_and_refuses_odd_input() -> None:
+    assert quantile_query("http_request_duration_seconds", 0.99, "5m", "api-service", "route") == (
+        "histogram_quantile(0.99, sum by (le, route) "
+        '(rate(http_request_duration_seconds_bucket{job="api-service"}[5m])))'
+    )
+    for bad in ("5", "5m]) or vector(1", "0s", "1d"):
+        with pytest.raises(ValueError):
+            quantile_query("m", 0.99, bad, None)
+    with pytest.raises(ValueError):
+        quantile_query("m", 0.99, "5m", 'x"} or {job="y')
+
+
+EVIL = ["orders; DROP TABLE orders", 'orders"', "orders--", "", "1orders", "a" * 64, "or ders"]
+
+
+@pytest.mark.parametrize("table", EVIL, ids=range(len(EVIL)))
+def test_mitigation_functions_validate_identifiers_before_connecting(table: str) -> None:
+    for call in (
+        lambda: pg_fix.plan_create_index(CLOSED_DSN, table, ["symbol"]),
+        lambda: pg_fix.apply_create_index(CLOSED_DSN, table, ["symbol"]),
+        lambda: pg_fix.plan_create_index(CLOSED_DSN, "orders", ["symbol", table]),
+        lambda: pg_fix.apply_create_index(CLOSED_DSN, "orders", [table]),
+        lambda: pg_fix.plan_analyze(CLOSED_DSN, table),
+        lambda: pg_fix.apply_analyze(CLOSED_DSN, table),
+    ):
+        with pytest.raises(UsageError, match="refused"):
+            call()
+
+
+@pytest.mark.parametrize("pid", ["1 OR 1=1", "0", "-1", "1;SELECT 1", 1.5, True, "99999999999"])
+def test_mitigation_functions_validate_pids_before_connecting(pid: Any) -> None:
+    with pytest.raises(UsageError, match="refused"):
+        pg_fix.plan_terminate(CLOSED_DSN, pid)
+    with pytest.raises(UsageError, match="refused"):
+        pg_fix.apply_terminate(CLOSED_DSN, pid)
+
+
+def test_scenario_is_registered_with_read_only_steps() -> None:
+    s = get_scenario("p2_high_latency")
+    assert s.read_only_steps == ("identify_bottleneck", "resource_utilization")
+    assert s.diagnose_fn() is diagnose

@@ -1,0 +1,256 @@
+"""P2 "High Latency" end to end: `irlib run p2_high_latency` against the lab, one fault at a time.
+
+Real papermill runs of notebooks/p2_high_latency.ipynb against the lab's real PostgreSQL,
+Redis, Prometheus and Kubernetes API; fixes are verified with psql, SQL and HTTP. Each test
+first waits until the previous fault's slow requests have left Prometheus's window.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from irlib.errors import UsageError
+from irlib.lab.faults import FAULTS
+from irlib.postgres import mitigations as pg_fix
+
+from . import latency_lab
+from .conftest import LabHandle, irlib
+
+RUNBOOK = "p2_high_latency"
+P2_FAULTS = [name for name, f in FAULTS.items() if f.runbook == RUNBOOK]
+FAST = ("-p", "window", "10s", "-p", "recheck_window", "8s", "-p", "recheck_wait_s", "10")
+
+
+def run(lab: LabHandle, outputs: Path, *args: str) -> tuple[int, Path | None, dict[str, Any]]:
+    result = irlib(
+        "run", RUNBOOK, "--outputs", str(outputs), *FAST, *args, env=lab.env, timeout=240
+    )
+    lines = result.stdout.strip().splitlines()
+    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
+    results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
+    if run_dir is None:
+        print(result.stdout, result.stderr)
+    return result.returncode, run_dir, results
+
+
+def top_cause(results: dict[str, Any]) -> str | None:
+    causes = (results.get("verdict") or {}).get("causes") or []
+    return causes[0]["id"] if causes else None
+
+
+def checks(results: dict[str, Any], step_prefix: str) -> dict[str, dict[str, Any]]:
+    return {c["check"]: c for c in results["checks"] if c["step"].startswith(step_prefix)}
+
+
+def orders_statement(check: dict[str, Any]) -> dict[str, Any]:
+    """The API's hot "recent orders of a symbol" statement in a top-statements check."""
+    return next(
+        r
+        for r in check["facts"]["statements"]
+        if "FROM orders WHERE" in r["query"] and "symbol =" in r["query"]
+    )
+
+
+def test_p2_faults_are_the_six_causes() -> None:
+    assert sorted(P2_FAULTS) == sorted(
+        [
+            "slow-query",
+            "lock-contention",
+            "connection-exhaustion",
+            "redis-memory-pressure",
+            "cpu-saturation",
+            "memory-leak",
+        ]
+    )
+
+
+def test_no_fault_gives_a_healthy_verdict(lab: LabHandle, tmp_path: Path) -> None:
+    latency_lab.wait_calm(lab)
+    code, _, results = run(lab, tmp_path)
+    assert code == 0, results.get("verdict")
+    assert results["verdict"]["state"] == "healthy" and not results["verdict"]["causes"]
+    names = {c["check"] for c in results["checks"]}
+    assert {
+        "api latency",
+        "top statements",
+        "active queries",
+        "blocking locks",
+        "top pods",
+        "database connections",
+        "redis memory",
+        "api pool",
+    } <= names
+    assert all(c["status"] == "ok" for c in results["checks"]), results["checks"]
+
+
+@pytest.mark.parametrize("fault", P2_FAULTS, ids=P2_FAULTS)
+def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path, fault: str) -> None:
+    latency_lab.wait_calm(lab)
+    lab.irlib("lab", "inject", fault, check=True)
+    try:
+        code, run_dir, results = run(lab, tmp_path)
+    finally:
+        lab.irlib("lab", "clear", check=True)
+    assert run_dir is not None, "the run left no evidence folder"
+    assert top_cause(results) == fault, results.get("verdict")
+    assert code == 1 and results["verdict"]["state"] == "degraded"
+    # nothing ran unconfirmed
+    assert all(a["outcome"] == "planned" for a in results["mitigations"])
+
+
+def test_slow_query_create_index_confirmed_restores_the_statement(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    latency_lab.wait_calm(lab)
+    lab.irlib("lab", "inject", "slow-query", check=True)
+    try:
+        code, _, results = run(lab, tmp_path / "unconfirmed")
+        assert code == 1 and top_cause(results) == "slow-query"
+        recommended = results["verdict"]["causes"][0]["mitigations"]
+        assert recommended == ["create-index:orders(symbol,created_at)"]
+        assert "idx_orders_symbol_created_at" not in latency_lab.psql(lab, r"\d orders")
+
+        code, _, results = run(lab, tmp_path / "confirmed", "--confirm", recommended[0])
+        executed = [a for a in results["mitigations"] if a["outcome"] == "executed"]
+        assert [a["id"] for a in executed] == recommended
+        described = latency_lab.psql(lab, r"\d orders")
+        assert "idx_orders_symbol_created_at" in described and "(symbol, created_at)" in described
+        before = orders_statement(checks(results, "1.")["top statements"])
+        after = orders_statement(checks(results, "Re-check")["top statements"])
+        assert before["recent_mean_ms"] > 25
+        assert after["recent_mean_ms"] is not None
+        assert after["recent_mean_ms"] < before["recent_mean_ms"] / 10, (before, after)
+        recheck = checks(results, "Re-check")["api latency"]["facts"]
+        assert recheck["p99_s"] is not None and recheck["p99_s"] < latency_lab.THRESHOLD_S
+        assert code == 0, results.get("verdict")
+    finally:
+        lab.irlib("lab", "clear", check=True)
+
+
+def test_lock_contention_terminate_the_named_pid_frees_the_waiters(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    latency_lab.wait_calm(lab)
+    lab.irlib("lab", "inject", "lock-contention", check=True)
+    try:
+        code, _, results = run(lab, tmp_path / "unconfirmed")
+        assert code == 1
+        assert top_cause(results) == "lock-contention", results.get("verdict")
+        (mitigation,) = results["verdict"]["causes"][0]["mitigations"]
+        pid = int(mitigation.split(":")[1])
+        assert (
+            latency_lab.psql(
+                lab, f"SELECT application_name FROM pg_stat_activity WHERE pid = {pid}"
+            ).strip()
+            == "nightly-report"
+        )
+
+        _, _, results = run(lab, tmp_path / "confirmed", "--confirm", mitigation)
+        executed = [a for a in results["mitigations"] if a["outcome"] == "executed"]
+        assert [a["id"] for a in executed] == [mitigation]
+        assert executed[0]["result"]["query"].startswith("LOCK TABLE")  # shown, then ended
+        assert (
+            latency_lab.psql(
+                lab, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+            ).strip()
+            == "0"
+        )
+        assert (
+            latency_lab.psql(
+                lab,
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE cardinality(pg_blocking_pids(pid)) > 0",
+            ).strip()
+            == "0"
+        )
+        api = latency_lab.config(lab).url("api")
+        answer = httpx.get(api + "/v1/orders?symbol=AAPL&limit=5", timeout=3)
+        assert answer.status_code == 200 and answer.elapsed.total_seconds() < 2
+        recheck = checks(results, "Re-check")
+        assert recheck["blocking locks"]["status"] == "ok"
+    finally:
+        lab.irlib("lab", "clear", check=True)
+
+
+def test_terminate_refuses_system_processes_own_and_missing_backends(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    dsn = latency_lab.config(lab).postgres_dsn
+    checkpointer = int(
+        latency_lab.psql(
+            lab, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
+        )
+    )
+    with pytest.raises(UsageError, match=r"checkpointer.*not a client backend: refused"):
+        pg_fix.plan_terminate(dsn, checkpointer)
+    with pytest.raises(UsageError, match="not a client backend"):
+        pg_fix.apply_terminate(dsn, checkpointer)
+    with pytest.raises(UsageError, match="no PostgreSQL backend has pid 999999"):
+        pg_fix.plan_terminate(dsn, 999999)
+    own = psycopg.connect(dsn, application_name="irlib")
+    try:
+        with pytest.raises(UsageError, match="this runbook's own connection"):
+            pg_fix.plan_terminate(dsn, own.info.backend_pid)
+    finally:
+        own.close()
+
+    # the same through the runbook: a clear refusal shown on the panel, nothing terminated
+    _, run_dir, results = run(lab, tmp_path, "--confirm", f"terminate:{checkpointer}")
+    assert run_dir is not None
+    assert f"terminate:{checkpointer}: cannot plan: pid {checkpointer} is a checkpointer" in (
+        latency_lab.results_text(run_dir)
+    )
+    assert not [a for a in results["mitigations"] if a["outcome"] == "executed"]
+    assert (
+        latency_lab.psql(
+            lab, f"SELECT backend_type FROM pg_stat_activity WHERE pid = {checkpointer}"
+        ).strip()
+        == "checkpointer"
+    )
+
+
+INJECTIONS = [
+    "create-index:orders(symbol);DROP TABLE orders;--)",
+    "create-index:orders(symbol) ; DROP TABLE orders",
+    'create-index:orders("symbol")',
+    "create-index:orders(symbol,created_at) OR 1=1",
+    "create-index:orders()",
+    "analyze:orders; DROP TABLE orders",
+    "analyze:orders'--",
+    "terminate:1 OR 1=1",
+    "terminate:0",
+    "terminate:-1",
+    "terminate:pg_backend_pid()",
+    "terminate:12;SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+]
+
+
+@pytest.mark.parametrize("mitigation", INJECTIONS, ids=range(len(INJECTIONS)))
+def test_malformed_ids_are_refused_before_anything_runs(
+    lab: LabHandle, tmp_path: Path, mitigation: str
+) -> None:
+    result = irlib(
+        "run", RUNBOOK, "--outputs", str(tmp_path), "--confirm", mitigation, env=lab.env, timeout=60
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "malformed" in result.stderr
+    assert not list(tmp_path.rglob("results.json"))  # no run started
+    assert latency_lab.psql(lab, "SELECT count(*) > 0 FROM orders").strip() == "t"
+
+
+def test_catalog_refuses_tables_and_columns_that_do_not_exist(lab: LabHandle) -> None:
+    dsn = latency_lab.config(lab).postgres_dsn
+    with pytest.raises(UsageError, match="table 'no_such_table' does not exist"):
+        pg_fix.plan_create_index(dsn, "no_such_table", ["symbol"])
+    with pytest.raises(UsageError, match="has no column 'nope'"):
+        pg_fix.plan_create_index(dsn, "orders", ["symbol", "nope"])
+    with pytest.raises(UsageError, match="does not exist"):
+        pg_fix.apply_analyze(dsn, "pg_authid_x")
+    indexes = latency_lab.psql(lab, "SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'")
+    assert int(indexes) >= 3  # nothing was created or dropped
