@@ -363,3 +363,6 @@ register(
         "market-data-down", "market_data", "the external market-data provider is unreachable"
     )
 )
+
+# The calibration faults (P2 "Calibration Failures") register themselves on import.
+from irlib.lab import faults_calibration  # noqa: E402,F401

@@ -107,6 +107,7 @@ PART_LIST: list[Part] = [
     _app("api", "/health", "/livez"),
     _app("broker", "/health"),
     _app("market_data", "/status"),
+    _app("calibration_service", "/livez"),
     Part(
         "kubernetes",
         lambda lab: lab.spawn_python("kubernetes", "irlib.lab.kube"),

@@ -5,4 +5,4 @@ They talk to the lab's PostgreSQL and Redis and to each other over loopback HTTP
 also reads the lab's Kubernetes API to learn which api-service pods are ready.
 """
 
-APPS = ("api", "broker", "market_data", "loadgen")
+APPS = ("api", "broker", "market_data", "loadgen", "calibration_service")

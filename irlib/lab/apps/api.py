@@ -227,7 +227,7 @@ def build_app(config: LabConfig) -> Starlette:
         Route("/v1/strategies", strategies),
         Route("/v1/admin/pause-all", pause_all, methods=["POST"]),
         Route("/v1/admin/resume-all", resume_all, methods=["POST"]),
-        *calibration.routes(ADMIN_TOKEN_ENV),
+        *calibration.routes(),
     ]
 
     @asynccontextmanager
