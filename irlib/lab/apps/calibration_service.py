@@ -104,11 +104,13 @@ LATEST_TICK_SQL = """SELECT ts FROM market_data_ticks WHERE symbol = %s
 
 
 class DataProblem(Exception):
-    """The inputs of a fit are missing or stale: no fit is attempted (HTTP `status`)."""
+    """The inputs of a fit are missing or stale: no fit is attempted (HTTP `status`; `reason`
+    a code for machines: no-market-data, market-data-stale, no-surface)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 def _with_age(row: dict[str, Any]) -> dict[str, Any]:
@@ -135,11 +137,12 @@ class Service:
         """The newest surface of `symbol` within the window, and the market-data check."""
         tick = await self.db.fetch_one(LATEST_TICK_SQL, (symbol,))
         if tick is None:
-            raise DataProblem(404, f"no market data for {symbol}")
+            raise DataProblem(404, "no-market-data", f"no market data for {symbol}")
         tick_age = age_s(tick["ts"])
         if tick_age > MARKET_DATA_MAX_AGE_S:
             raise DataProblem(
                 503,
+                "market-data-stale",
                 f"market data stale for {symbol}: latest tick {tick_age:.0f} s old "
                 f"(limit {MARKET_DATA_MAX_AGE_S:.0f} s); refusing to calibrate",
             )
@@ -147,6 +150,7 @@ class Service:
         if not rows:
             raise DataProblem(
                 422,
+                "no-surface",
                 f"no option quotes for {symbol} in the last {QUOTE_WINDOW_S} s: "
                 "volatility surface missing",
             )
@@ -192,7 +196,7 @@ class Service:
             fit, rows, _, _ = await self.fit(symbol)
         except DataProblem as e:
             self.logs.write("ERROR", f"calibration of {symbol} ({why}) not attempted: {e}")
-            return e.status, {"error": str(e), "symbol": symbol}
+            return e.status, {"error": str(e), "reason": e.reason, "symbol": symbol}
         stored = await self.db.fetch_one(
             INSERT_SQL,
             {
@@ -327,7 +331,7 @@ async def test_route(request: Request) -> Response:
     try:
         fit, rows, _, config = await svc.fit(symbol)
     except DataProblem as e:
-        return error(e.status, str(e), symbol=symbol)
+        return error(e.status, str(e), reason=e.reason, symbol=symbol)
     stored = await svc.in_use(symbol)
     return Json(
         {
@@ -352,7 +356,7 @@ async def surface_route(request: Request) -> Response:
     try:
         rows, surface = await svc.quotes(symbol)
     except DataProblem as e:
-        return error(e.status, str(e), symbol=symbol)
+        return error(e.status, str(e), reason=e.reason, symbol=symbol)
     used = await svc.in_use(symbol)
     if used is None:
         model = np.full(len(rows), np.nan)
