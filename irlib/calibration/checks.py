@@ -77,16 +77,14 @@ def _problems(
         found["failed"] = "never converged"
     elif age_h is not None and age_h > max_age_h:
         found["stale"] = f"last success {age_h:.1f} h ago (limit {max_age_h:g} h)"
-    if not r.get("last_attempt_converged", True):
-        found["failed"] = (
-            f"last attempt failed: {r.get('last_attempt_message') or 'did not converge'}"
-        )
+    if not r.get("converged", True):
+        found["failed"] = f"last attempt failed: {r.get('message') or 'did not converge'}"
     rmse = r.get("rmse_in_use")
     if rmse is not None and rmse > rmse_max:
         found["bad_rmse"] = f"RMSE {rmse:.4f} > {rmse_max:g}"
     if not r.get("surface_quotes"):
         found["missing_surface"] = "no option quotes in the window: surface missing"
-    duration = r.get("last_attempt_duration_s")
+    duration = r.get("duration_s")
     if duration is not None and duration > duration_max_s:
         found["slow"] = f"took {duration:.0f} s (limit {duration_max_s:g} s)"
     return found
@@ -134,10 +132,10 @@ def check_calibration_status(
                 entry = {**base, "why": found[kind]}
                 if kind == "failed":
                     entry.update(
-                        at=r.get("last_attempt_at"),
-                        rmse=r.get("last_attempt_rmse"),
-                        iterations=r.get("last_attempt_iterations"),
-                        message=r.get("last_attempt_message"),
+                        at=r.get("calibrated_at"),
+                        rmse=r.get("rmse"),
+                        iterations=r.get("iterations"),
+                        message=r.get("message"),
                     )
                 facts[kind].append(entry if kind != "missing_surface" else r["symbol"])
             if r.get("fallback"):
@@ -150,8 +148,8 @@ def check_calibration_status(
                     "last_success_at": r.get("last_success_at"),
                     "age_h": base["age_h"],
                     "rmse": r.get("rmse_in_use"),
-                    "last_attempt": "converged" if r.get("last_attempt_converged") else "FAILED",
-                    "iterations": r.get("last_attempt_iterations"),
+                    "last_attempt": "converged" if r.get("converged") else "FAILED",
+                    "iterations": r.get("iterations"),
                     "fallback": bool(r.get("fallback")),
                     "surface_quotes": r.get("surface_quotes"),
                     "problems": "; ".join(found.values()),

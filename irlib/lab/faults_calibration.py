@@ -149,7 +149,7 @@ def _clear_divergence(lab: Lab) -> None:
 
 def _divergence_visible(lab: Lab) -> bool:
     row = _status_row(lab, DIVERGING_SYMBOL)
-    return bool(row.get("fallback")) and row.get("last_attempt_converged") is False
+    return bool(row.get("fallback")) and row.get("converged") is False
 
 
 register(

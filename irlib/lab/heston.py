@@ -137,7 +137,7 @@ def implied_vols(prices: Array, s: Surface, iterations: int = 60) -> Array:
         lo = np.where(diff < 0, vol, lo)
         hi = np.where(diff > 0, vol, hi)
         vega = bs_vegas(vol, s)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             newton = vol - diff / vega
         inside = (newton > lo) & (newton < hi) & np.isfinite(newton)
         nxt = np.where(inside, newton, (lo + hi) / 2)

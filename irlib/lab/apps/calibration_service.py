@@ -79,11 +79,8 @@ STATUS_SQL = """
          surface AS (SELECT o.symbol, count(*) AS surface_quotes FROM snap
                      JOIN option_quotes o ON o.symbol = snap.symbol AND o.ts = snap.latest_quote_at
                      GROUP BY o.symbol)
-    SELECT l.symbol, l.model, l.calibrated_at AS last_attempt_at,
-           l.converged AS last_attempt_converged, l.rmse AS last_attempt_rmse,
-           l.iterations AS last_attempt_iterations, l.message AS last_attempt_message,
-           l.duration_s AS last_attempt_duration_s,
-           ok.calibrated_at AS last_success_at, ok.rmse AS rmse_in_use,
+    SELECT l.symbol, l.model, l.converged, l.rmse, l.iterations, l.calibrated_at, l.message,
+           l.duration_s, ok.calibrated_at AS last_success_at, ok.rmse AS rmse_in_use,
            ok.params AS params_in_use, (ok.id IS DISTINCT FROM l.id) AS fallback,
            coalesce(surface.surface_quotes, 0) AS surface_quotes, snap.latest_quote_at
     FROM latest l LEFT JOIN ok USING (symbol) LEFT JOIN snap USING (symbol)
@@ -248,10 +245,12 @@ async def livez(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
+    """Per symbol its last attempt (converged, rmse, iterations, calibrated_at, message,
+    duration_s, age_s), its last success and the parameters in use, and its newest surface."""
     svc = _service(request)
     rows = await svc.db.fetch(STATUS_SQL, {"window": QUOTE_WINDOW_S})
     for row in rows:
-        row["last_attempt_age_s"] = age_s(row["last_attempt_at"])
+        row["age_s"] = age_s(row["calibrated_at"])
         last = row["last_success_at"]
         row["last_success_age_s"] = age_s(last) if last is not None else None
         quoted = row["latest_quote_at"]
