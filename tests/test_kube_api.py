@@ -40,10 +40,12 @@ CRASH_LOG = [
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emulator = start_emulator(tmp_path_factory.mktemp("kube"))
     probe = emulator.livez = Livez(emulator.config.ports["api"]).start()
+    calibration = Livez(emulator.config.ports["calibration_service"]).start()
     try:
         wait_until("api-service pods ready", lambda: _ready_count(emulator, API) == 3)
         yield emulator
     finally:
+        calibration.stop()
         probe.stop()
         code = emulator.stop()
         assert code == 0, f"the emulator exited {code} on SIGTERM:\n{emulator.log.read_text()}"
