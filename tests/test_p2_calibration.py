@@ -114,7 +114,9 @@ def test_stale_calibration_then_confirmed_recalibration_is_fresh_and_exit_0(
     lab.irlib("lab", "inject", "stale-calibration", check=True)
     try:
         stale_at = in_use(lab)["calibrated_at"]
-        code, _, results = run(lab, tmp_path, "--confirm", "recalibrate:SPY", "--operator", "bob")
+        code, run_dir, results = run(
+            lab, tmp_path, "--confirm", "recalibrate:SPY", "--operator", "bob"
+        )
         (age_s, rmse, converged), *_ = sql(
             lab,
             """SELECT extract(epoch FROM now() - calibrated_at), rmse, converged
@@ -133,6 +135,11 @@ def test_stale_calibration_then_confirmed_recalibration_is_fresh_and_exit_0(
     verified = [c for c in results["checks"] if c["check"] == "recalibration SPY"]
     assert verified and all(c["status"] == "ok" for c in verified)
     assert "moved" in verified[-1]["summary"]
+    token = lab.exports["IRLIB_ADMIN_TOKEN"]  # used by the recalibration, written nowhere
+    assert run_dir is not None
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_text(errors="replace"), path.name
 
 
 def test_calibration_divergence_then_recalibration_fails_and_the_fallback_is_served(
