@@ -1,10 +1,7 @@
-"""Read-only checks of the calibration-service and the market data it needs, one per command
-of the seed's "P2: Calibration Failures": last calibrations, the parameters in use, the manual
-test calibration, market-data freshness, the optimiser config, and after a forced
-recalibration whether `calibrated_at` moved or the fallback is still served.
-
-An API that answers with an error is FAIL (the service is broken); one that does not answer in
-time, or a missing token, is ERROR (we could not find out).
+"""Read-only checks of the calibration-service and its market data, one per command of the
+seed's "P2: Calibration Failures": last calibrations, parameters in use, the test calibration,
+market-data freshness, the optimiser config, and whether a recalibration moved `calibrated_at`
+or left the fallback served. An error answer is FAIL; no answer in time is ERROR.
 """
 
 from __future__ import annotations

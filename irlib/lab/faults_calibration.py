@@ -1,9 +1,7 @@
-"""The lab's calibration faults, each named after the cause the P2 "Calibration Failures"
-runbook must find: stale parameters, fits that diverge, a market-data gap, a missing
-volatility surface, and calibration pods OOM-killed by a large batch.
-
-They act through the lab's real parts: SQL on its PostgreSQL, switches in control.json that
-the calibration-service and the data-ingestion feed read, HTTP to the calibration API.
+"""The lab's calibration faults, named after the causes the P2 "Calibration Failures" runbook
+must find: stale parameters, fits that diverge, a market-data gap, a missing volatility surface,
+calibration pods OOM-killed by a large batch. They act through the lab's real parts: SQL,
+switches in control.json that the calibration-service and the feed read, the calibration API.
 """
 
 from __future__ import annotations
@@ -189,9 +187,19 @@ def _gap_visible(lab: Lab) -> bool:
     return age is not None and age > GAP_S - 10
 
 
+def _fresh_surfaces(lab: Lab) -> int:
+    rows = _sql(
+        lab,
+        "SELECT count(DISTINCT symbol) FROM option_quotes WHERE ts > now() - interval '1 minute'",
+    )
+    return int(rows[0][0])
+
+
 def _clear_gap(lab: Lab) -> None:
+    symbols = _sql(lab, "SELECT count(DISTINCT symbol) FROM calibrations")[0][0]
     _update_control(lab, lambda c: c.pop("ingestion_stopped", None))
     _wait("fresh market data", lambda: (_latest_tick_age(lab) or 1e9) < 5)
+    _wait("fresh option surfaces", lambda: _fresh_surfaces(lab) >= symbols)
 
 
 register(

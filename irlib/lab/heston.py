@@ -1,10 +1,7 @@
-"""The Heston model that the lab's calibration-service fits, and the data-ingestion uses to
-make synthetic option quotes: a semi-closed-form pricer, Black-Scholes implied vols, and a
-bounded least-squares calibration of (kappa, theta, sigma, rho, v0) to implied vols.
-
-Pricing is Lewis' single integral over the "little trap" characteristic function (Albrecher
-et al. 2007), on a fixed Gauss-Legendre grid vectorised over quotes: a surface of ~50 quotes
-prices in well under a millisecond. Pure numpy/scipy; no I/O.
+"""The Heston model the lab's calibration-service fits and its data-ingestion quotes from:
+prices by Lewis' integral over the "little trap" characteristic function (Albrecher et al.
+2007) on a fixed Gauss-Legendre grid, vectorised over quotes (a surface in about a
+millisecond); Black-Scholes implied vols; a bounded least-squares fit. numpy/scipy, no I/O.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""P2: Calibration Failures, the seed runbook's Heston calibration scenario, step by step.
-
-Symptoms: model parameters stale (> 24 h old), high calibration RMSE, missing volatility
-surfaces, signal generation using old data. Steps follow the seed: Investigation (service pods,
+"""P2: Calibration Failures, step by step in the seed's order: Investigation (service pods and
 logs, last successful calibration, a manual test calibration and a plot of the fit), Common
 Issues (market data unavailable, optimization not converging), Recovery (a guarded forced
-recalibration, then verify it or that the fallback is served), and a verdict whose cause ids
-are the lab's calibration faults. `diagnose` is pure.
+recalibration, then verify it or the fallback). `diagnose` is pure; cause ids = lab faults.
 """
 
 from __future__ import annotations

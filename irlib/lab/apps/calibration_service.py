@@ -1,12 +1,8 @@
-"""The calibration-service: fits the Heston model of each symbol to the option quotes that the
-data-ingestion writes into PostgreSQL, stores every attempt in `calibrations`, and serves the
-parameters in use (the last converged fit: when an attempt fails, the previous parameters stay
-in use, the automatic fallback, and the answer says so).
-
-Routes (the api-service's ingress forwards `/v1/calibration/*` here): status per symbol,
-GET/POST `heston`, the optimiser `config`, a `test` calibration that stores nothing, and the
-`surface` (quotes beside the model's vols) for plots. Fits run one at a time in a worker
-thread, so the event loop keeps answering. It logs into the calibration-service pods' logs.
+"""The calibration-service: fits each symbol's Heston model to its newest option surface, stores
+every attempt, serves the last converged parameters (when an attempt fails, the previous ones
+stay in use and the answer says so), the optimiser config, a test fit that stores nothing and
+the surface for plots. The API's ingress forwards `/v1/calibration/*` here; fits run one at a
+time in a worker thread; it logs into the calibration-service pods' logs.
 """
 
 from __future__ import annotations

@@ -113,8 +113,11 @@ class Feed:
         if skipped and now - self.missing_logged >= SURFACE_EVERY_S:
             self.missing_logged = now
             for symbol in skipped:
-                self._log("WARN", f"option chain for {symbol}: provider returned 0 contracts; "
-                                  "volatility surface not updated")
+                self._log(
+                    "WARN",
+                    f"option chain for {symbol}: provider returned 0 contracts; "
+                    "volatility surface not updated",
+                )
         if not due:
             return
         ts = dt.datetime.now(dt.UTC)
@@ -130,6 +133,7 @@ class Feed:
         """Under the market-data-gap fault the session to the provider is lost: no ticks."""
         if not control.get("ingestion_stopped"):
             return False
+        self.surfaced.clear()  # on reconnect, a fresh surface of every symbol at once
         now = time.monotonic()
         if now - self.gap_logged >= GAP_LOG_EVERY_S:
             self.gap_logged = now
