@@ -42,11 +42,13 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     probe = emulator.livez = Livez(emulator.config.ports["api"]).start()
     # the execution-service's pods are ready when its process answers /livez, as api's are
     execution = Livez(emulator.config.ports["execution"]).start()
+    calibration = Livez(emulator.config.ports["calibration_service"]).start()
     try:
         wait_until("api-service pods ready", lambda: _ready_count(emulator, API) == 3)
         yield emulator
     finally:
         execution.stop()
+        calibration.stop()
         probe.stop()
         code = emulator.stop()
         assert code == 0, f"the emulator exited {code} on SIGTERM:\n{emulator.log.read_text()}"

@@ -331,6 +331,85 @@ def _evidence_execution_service_crash(lab: LabHandle) -> None:
         ),
     )
     assert "decimal.InvalidOperation" in previous
+def _sql(lab: LabHandle, statement: str, *params: object) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(LabConfig.load(lab.state_dir).postgres_dsn, connect_timeout=5) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def _api_get(lab: LabHandle, path: str, **params: str) -> httpx.Response:
+    cfg = LabConfig.load(lab.state_dir)
+    return httpx.get(cfg.url("api") + path, params=params, timeout=30)
+
+
+def _evidence_stale_calibration(lab: LabHandle) -> None:
+    (age_h,), *_ = _sql(
+        lab,
+        "SELECT extract(epoch FROM now() - max(calibrated_at)) / 3600 FROM calibrations "
+        "WHERE symbol = 'SPY' AND converged",
+    )
+    assert age_h > 24
+    spy = _api_get(lab, "/v1/calibration/heston", symbol="SPY").json()
+    assert spy["age_s"] > 24 * 3600 and not spy["fallback"]
+
+
+def _evidence_calibration_divergence(lab: LabHandle) -> None:
+    (converged, message), *_ = _sql(
+        lab,
+        "SELECT converged, message FROM calibrations WHERE symbol = 'SPY' "
+        "ORDER BY calibrated_at DESC LIMIT 1",
+    )
+    assert not converged and "did not converge" in message
+    spy = _api_get(lab, "/v1/calibration/heston", symbol="SPY").json()
+    assert spy["fallback"] and "failed" in spy["fallback_reason"]
+    config = _api_get(lab, "/v1/calibration/config").json()
+    assert "bounds.rho" in config["overridden"]
+    logs = lab.kubectl("logs", "-l", "app=calibration-service", "-n", "trading", "--tail=20")
+    assert "ERROR calibration of SPY failed" in logs.stdout
+
+
+def _evidence_market_data_gap(lab: LabHandle) -> None:
+    assert _api_get(lab, "/v1/market-data/SPY/latest").json()["age_s"] > 60
+    assert _api_get(lab, "/v1/calibration/test", symbol="SPY").status_code == 503
+
+    def ingestion_errors() -> str:
+        out = lab.kubectl("logs", "-l", "app=data-ingestion", "-n", "trading", "--tail=20").stdout
+        return out if "ERROR market-data session lost" in out else ""
+
+    wait_until("errors in the data-ingestion logs", ingestion_errors, timeout=15)
+
+
+def _evidence_missing_surface(lab: LabHandle) -> None:
+    (quotes,), *_ = _sql(
+        lab,
+        "SELECT count(*) FROM option_quotes WHERE symbol = 'NVDA' "
+        "AND ts > now() - interval '10 minutes'",
+    )
+    assert quotes == 0
+    status = _api_get(lab, "/v1/calibration/status").json()["calibrations"]
+    assert next(r for r in status if r["symbol"] == "NVDA")["surface_quotes"] == 0
+    assert _api_get(lab, "/v1/calibration/test", symbol="NVDA").status_code == 422
+
+
+def _evidence_calibration_oom(lab: LabHandle) -> None:
+    described = lab.kubectl(
+        "describe", "pods", "-l", "app=calibration-service", "-n", "trading"
+    ).stdout
+    assert "OOMKilled" in described and "2Gi" in described
+    pods = json.loads(
+        lab.kubectl(
+            "get", "pods", "-l", "app=calibration-service", "-n", "trading", "-o", "json"
+        ).stdout
+    )["items"]
+    previous = [
+        lab.kubectl("logs", p["metadata"]["name"], "-n", "trading", "--previous", check=False)
+        for p in pods
+    ]
+    assert any("batch_size=1180" in r.stdout and "memory limit 2Gi" in r.stdout for r in previous)
+    events = lab.kubectl("get", "events", "-A").stdout
+    assert "OOMKilling" in events
+    assert _api_get(lab, "/v1/calibration/status").status_code == 503  # no healthy upstream
 
 
 EVIDENCE = {
@@ -354,6 +433,11 @@ EVIDENCE = {
     "redis-memory-pressure": latency_lab.evidence_redis_memory_pressure,
     "cpu-saturation": latency_lab.evidence_cpu_saturation,
     "memory-leak": latency_lab.evidence_memory_leak,
+    "stale-calibration": _evidence_stale_calibration,
+    "calibration-divergence": _evidence_calibration_divergence,
+    "market-data-gap": _evidence_market_data_gap,
+    "missing-surface": _evidence_missing_surface,
+    "calibration-oom": _evidence_calibration_oom,
 }
 
 

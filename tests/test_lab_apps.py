@@ -36,7 +36,7 @@ from irlib.lab.seed import SYMBOLS, create_schema_and_seed
 T = TypeVar("T")
 ADMIN_TOKEN = "admin-token-for-the-apps-tests-0123456789"
 BROKER_TOKEN = "broker-token-for-the-apps-tests-0123456789"
-APPS = ("api", "broker", "market_data", "loadgen")
+APPS = ("api", "broker", "market_data", "loadgen", "calibration_service")
 ENDPOINTS_PATH = "/api/v1/namespaces/trading/endpoints/api-service"
 ACCESS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO GET \S+ 200 \d+\.\dms$")
 
@@ -190,7 +190,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                 pid_file=config.run_dir / f"{app}.pid",
                 env=env,
             )
-        for part, path in (("api", "/livez"), ("broker", "/v1/status"), ("market_data", "/status")):
+        for part, path in (
+            ("api", "/livez"),
+            ("broker", "/v1/status"),
+            ("market_data", "/status"),
+            ("calibration_service", "/livez"),
+        ):
             url = config.url(part) + path
             wait_until(f"{part} to answer", lambda url=url: _answers(url), 20)
         yield Platform(config, kube, pids)

@@ -95,11 +95,19 @@ def pod_row(pod: dict[str, Any], app_label: str) -> dict[str, Any]:
     }
 
 
-def check_pods(kube: Kube, *, app_label: str = "app", restarts_warn: int = 3) -> Check:
-    """`kubectl get pods -n trading`: every pod ready, none crash-looping or Pending."""
+def check_pods(
+    kube: Kube,
+    *,
+    app_label: str = "app",
+    restarts_warn: int = 3,
+    selector: str | None = None,
+    name: str = "pods",
+) -> Check:
+    """`kubectl get pods -n trading [-l selector]`: every pod ready, none crash-looping or
+    Pending."""
 
     def body() -> Check:
-        pods = kube.pods()
+        pods = kube.pods(selector)
         rows = [pod_row(p, app_label) for p in pods]
         ready = {p["metadata"]["name"]: _ready(p) for p in pods}
         facts = {
@@ -123,16 +131,10 @@ def check_pods(kube: Kube, *, app_label: str = "app", restarts_warn: int = 3) ->
             facts, ("crashlooping", "oom_killed", "pending")
         )
         rows.sort(key=lambda r: (ready[r["pod"]], r["app"], r["pod"]))
-        return Check(
-            "pods",
-            TARGET,
-            status,
-            summary,
-            (Evidence.table(f"kubectl get pods -n {kube.namespace}", rows),),
-            facts=facts,
-        )
+        command = f"kubectl get pods -n {kube.namespace}" + (f" -l {selector}" if selector else "")
+        return Check(name, TARGET, status, summary, (Evidence.table(command, rows),), facts=facts)
 
-    return _guarded("pods", body)
+    return _guarded(name, body)
 
 
 def _by_app(rows: list[dict[str, Any]], ready: dict[str, bool]) -> dict[str, dict[str, int]]:
@@ -685,3 +687,61 @@ def check_deployment_replicas(kube: Kube, *, deployment: str) -> Check:
         )
 
     return _guarded(name, body)
+
+
+def check_oom_kills(kube: Kube, *, app: str, app_label: str = "app", tail: int = 20) -> Check:
+    """`kubectl describe pod -l app=<app>` for OOM kills: each container whose last (or
+    current) termination was OOMKilled, with its memory limit and the end of its log before
+    the kill (`kubectl logs --previous`)."""
+
+    def body() -> Check:
+        rows, texts = [], []
+        for p in kube.pods(f"{app_label}={app}"):
+            name = p["metadata"]["name"]
+            limits = {
+                c["name"]: (c.get("resources") or {}).get("limits", {}).get("memory", "")
+                for c in p["spec"]["containers"]
+            }
+            for cs in p.get("status", {}).get("containerStatuses") or []:
+                state = cs.get("state") or {}
+                term = (cs.get("lastState") or {}).get("terminated") or state.get("terminated")
+                if not term or term.get("reason") != "OOMKilled":
+                    continue
+                try:
+                    text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
+                except ApiError as e:
+                    text = f"(no previous log: {e.reason})"
+                rows.append(
+                    {
+                        "pod": name,
+                        "container": cs["name"],
+                        "ready": bool(cs.get("ready")),
+                        "state": pod_status(p),
+                        "restarts": cs.get("restartCount", 0),
+                        "exit_code": term.get("exitCode"),
+                        "memory_limit": limits.get(cs["name"], ""),
+                        "killed_at": term.get("finishedAt"),
+                    }
+                )
+                texts.append(f"--- {name}/{cs['name']} (previous) ---\n{text}")
+        current = [r for r in rows if not r["ready"]]
+        status = Status.FAIL if current else Status.WARN if rows else Status.OK
+        summary = (
+            f"{len(rows)} container(s) OOMKilled (memory limit "
+            f"{', '.join(sorted({r['memory_limit'] for r in rows}))}), {len(current)} not ready"
+            if rows
+            else f"no {app} container was OOMKilled"
+        )
+        return Check(
+            f"OOM kills {app}",
+            TARGET,
+            status,
+            summary,
+            (
+                Evidence.table(f"kubectl describe pod -l {app_label}={app} (OOMKilled)", rows),
+                Evidence(title="logs before the kill", text="\n".join(texts)[-8000:]),
+            ),
+            facts={"oom": rows, "current": current, "previous_logs": "\n".join(texts)},
+        )
+
+    return _guarded(f"OOM kills {app}", body)

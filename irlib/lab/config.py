@@ -25,6 +25,7 @@ PARTS = (
     "market_data",
     "kubernetes",
     "execution",
+    "calibration_service",
 )
 
 
@@ -105,6 +106,8 @@ def read_control(config: LabConfig) -> dict[str, Any]:
       not_ready_nodes: [node names] whose kubelet stopped posting status
       crashing_images: {image: {"reason", "exit_code", "log": [lines]}}: crash on start
       oom_killed: {deployment name: memory limit string} containers killed for memory
+      calibration_paused, calibration_config, calibration_batch, ingestion_stopped,
+      missing_surfaces: the calibration faults' switches (faults_calibration.py)
     """
     try:
         return json.loads(config.control_file.read_text())

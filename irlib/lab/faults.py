@@ -365,4 +365,4 @@ register(
 )
 
 # Each scenario's faults live in their own module and register themselves on import.
-from irlib.lab import faults_execution, faults_latency  # noqa: E402,F401
+from irlib.lab import faults_calibration, faults_execution, faults_latency  # noqa: E402,F401

@@ -108,6 +108,7 @@ PART_LIST: list[Part] = [
     _app("broker", "/health"),
     _app("market_data", "/status"),
     _app("execution", "/livez"),  # the execution-service's real process (apps/execution.py)
+    _app("calibration_service", "/livez"),
     Part(
         "kubernetes",
         lambda lab: lab.spawn_python("kubernetes", "irlib.lab.kube"),

@@ -62,7 +62,8 @@ CREATE TABLE option_quotes (
     option_type  text NOT NULL CHECK (option_type IN ('call', 'put')),
     bid          numeric(12, 4) NOT NULL,
     ask          numeric(12, 4) NOT NULL,
-    implied_vol  double precision NOT NULL
+    implied_vol  double precision NOT NULL,
+    underlying   numeric(12, 4) NOT NULL  -- the underlying's price when quoted
 );
 
 CREATE TABLE calibrations (
@@ -75,7 +76,10 @@ CREATE TABLE calibrations (
     converged          boolean NOT NULL,
     calibrated_at      timestamptz NOT NULL DEFAULT now(),
     data_window_start  timestamptz NOT NULL,
-    data_window_end    timestamptz NOT NULL
+    data_window_end    timestamptz NOT NULL,
+    n_quotes           integer,
+    duration_s         double precision,
+    message            text  -- the optimiser's word, or why the fit was rejected
 );
 
 CREATE SCHEMA broker;

@@ -7,12 +7,16 @@ a second call finds it seeded and only renews calibrations that went stale meanw
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from importlib import resources
 from typing import NamedTuple
 
+import numpy as np
 import psycopg
+
+from irlib.lab import surfaces
 
 log = logging.getLogger(__name__)
 
@@ -109,45 +113,28 @@ STEPS: list[tuple[str, str]] = [
                  CROSS JOIN generate_series(now() - interval '2 hours', now(),
                                             interval '2 seconds') AS t(ts)) w""",
     ),
-    (
-        "option_quotes",
-        """INSERT INTO option_quotes (symbol, ts, expiry, strike, option_type, bid, ask,
-                                     implied_vol)
-           SELECT symbol, ts, expiry, strike, option_type,
-                  round(greatest(value * 0.98, 0.01)::numeric, 2),
-                  round(greatest(value * 1.02, 0.02)::numeric, 2), round(iv::numeric, 4)
-           FROM (SELECT s.symbol, t.ts, current_date + d AS expiry, ot AS option_type, iv,
-                        round((s.price * m)::numeric, 0) AS strike,
-                        greatest(CASE ot WHEN 'call' THEN s.price * (1 - m)
-                                         ELSE s.price * (m - 1) END, 0)
-                        + s.price * iv * sqrt(d / 365.0) * 0.4
-                          * exp(-ln(m) ^ 2 / (2 * iv ^ 2 * d / 365.0)) AS value
-                 FROM unnest(%(symbols)s::text[], %(prices)s::float8[], %(vols)s::float8[])
-                      AS s(symbol, price, vol)
-                 CROSS JOIN generate_series(now() - interval '2 hours', now(),
-                                            interval '10 minutes') AS t(ts)
-                 CROSS JOIN unnest(ARRAY[30, 60, 90, 180]) AS d
-                 CROSS JOIN generate_series(0.8, 1.2, 0.05) AS mm
-                 CROSS JOIN unnest(ARRAY['call', 'put']) AS ot
-                 CROSS JOIN LATERAL (SELECT mm::float8 AS m) AS mf
-                 CROSS JOIN LATERAL (SELECT s.vol + 0.15 * (1 - m) + 0.3 * (m - 1) ^ 2 AS iv)
-                      AS smile) q""",
-    ),
+    # synthetic Heston surfaces (irlib.lab.surfaces), priced in Python: see _params
+    ("option_quotes", surfaces.INSERT_QUOTES),
     (
         "calibrations",
+        # the generating parameters of the surfaces, as past fits found them (a little off)
         """INSERT INTO calibrations (symbol, params, rmse, iterations, converged, calibrated_at,
-                                    data_window_start, data_window_end)
+                                    data_window_start, data_window_end, n_quotes, duration_s,
+                                    message)
            SELECT s.symbol,
                   jsonb_build_object(
-                      'kappa', round((1.5 + random() * 1.5)::numeric, 4),
-                      'theta', round((s.vol ^ 2 * (0.9 + random() * 0.2))::numeric, 5),
-                      'sigma', round((0.3 + random() * 0.3)::numeric, 4),
-                      'rho', round((-0.75 + random() * 0.2)::numeric, 4),
-                      'v0', round((s.vol ^ 2 * (0.9 + random() * 0.2))::numeric, 5)),
-                  round((0.004 + random() * 0.008)::numeric, 5), 40 + floor(random() * 80)::int,
-                  true, at, at - interval '1 hour', at - interval '1 minute'
-           FROM unnest(%(symbols)s::text[], %(vols)s::float8[]) WITH ORDINALITY
-                AS s(symbol, vol, k)
+                      'kappa', round((s.kappa * (0.9 + random() * 0.2))::numeric, 6),
+                      'theta', round((s.theta * (0.98 + random() * 0.04))::numeric, 6),
+                      'sigma', round((s.sigma * (0.95 + random() * 0.1))::numeric, 6),
+                      'rho', round((s.rho + (random() - 0.5) * 0.02)::numeric, 6),
+                      'v0', round((s.v0 * (0.98 + random() * 0.04))::numeric, 6)),
+                  round((0.0015 + random() * 0.0008)::numeric, 6), 7 + floor(random() * 10)::int,
+                  true, at, at - interval '10 minutes', at - interval '1 minute',
+                  %(quotes_per_surface)s, round((0.05 + random() * 0.1)::numeric, 3),
+                  '`ftol` termination condition is satisfied.'
+           FROM unnest(%(symbols)s::text[], %(kappas)s::float8[], %(thetas)s::float8[],
+                       %(sigmas)s::float8[], %(rhos)s::float8[], %(v0s)s::float8[])
+                WITH ORDINALITY AS s(symbol, kappa, theta, sigma, rho, v0, k)
            CROSS JOIN generate_series(11, 0, -1) AS h
            CROSS JOIN LATERAL (SELECT now() - interval '20 minutes' - h * interval '4 hours'
                                       - k * interval '1 minute' AS at) a
@@ -193,8 +180,31 @@ REFRESH_CALIBRATIONS = """
 """
 
 
+SURFACE_HISTORY = 6  # snapshots of option quotes before now, 10 minutes apart
+
+
+def _quote_columns() -> dict[str, list[object]]:
+    rng = np.random.default_rng(42)  # the same surfaces every time
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        row
+        for symbol, info in SYMBOLS.items()
+        for n in range(SURFACE_HISTORY, -1, -1)
+        for row in surfaces.snapshot(symbol, info.price, now - n * dt.timedelta(minutes=10), rng)
+    ]
+    return surfaces.columns(rows)
+
+
 def _params(orders: int) -> dict[str, object]:
+    generating = [surfaces.GENERATING[s] for s in SYMBOLS]
     return {
+        **_quote_columns(),
+        "quotes_per_surface": len(surfaces.EXPIRY_DAYS) * len(surfaces.STANDARD_MOVES),
+        "kappas": [p.kappa for p in generating],
+        "thetas": [p.theta for p in generating],
+        "sigmas": [p.sigma for p in generating],
+        "rhos": [p.rho for p in generating],
+        "v0s": [p.v0 for p in generating],
         "orders": orders,
         "order_step": ORDER_HISTORY_DAYS * 86400 / orders,
         "symbols": list(SYMBOLS),

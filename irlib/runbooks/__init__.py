@@ -101,3 +101,19 @@ register(
         "irlib.runbooks.p2_high_latency:diagnose",
     )
 )
+
+register(
+    Scenario(
+        "p2_calibration_failures",
+        "P2: Calibration Failures",
+        "irlib.runbooks.p2_calibration_failures:CalibrationFailures",
+        (
+            "check_service_status",
+            "check_last_calibration",
+            "manual_calibration_test",
+            "market_data_unavailable",
+            "optimization_not_converging",
+        ),
+        "irlib.runbooks.p2_calibration_failures:diagnose",
+    )
+)

@@ -6,4 +6,4 @@ They talk to the lab's PostgreSQL and Redis and to each other over loopback HTTP
 also reads the lab's Kubernetes API to learn which api-service pods are ready.
 """
 
-APPS = ("api", "broker", "market_data", "loadgen", "execution")
+APPS = ("api", "broker", "market_data", "loadgen", "execution", "calibration_service")

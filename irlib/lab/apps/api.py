@@ -237,7 +237,7 @@ def build_app(config: LabConfig) -> Starlette:
         Route("/v1/admin/pause-all", pause_all, methods=["POST"]),
         Route("/v1/admin/resume-all", resume_all, methods=["POST"]),
         Route("/v1/admin/pool", pool),
-        *calibration.routes(ADMIN_TOKEN_ENV),
+        *calibration.routes(),
     ]
 
     @asynccontextmanager

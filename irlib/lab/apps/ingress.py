@@ -73,9 +73,9 @@ class Upstream:
     reached it keeps the last list it had, as an ingress controller keeps its config.
     """
 
-    def __init__(self, config: LabConfig) -> None:
+    def __init__(self, config: LabConfig, service: str = SERVICE) -> None:
         self.url = (
-            f"{config.url('kubernetes')}/api/v1/namespaces/{config.namespace}/endpoints/{SERVICE}"
+            f"{config.url('kubernetes')}/api/v1/namespaces/{config.namespace}/endpoints/{service}"
         )
         self.pods: list[str] | None = None
         self._turn = itertools.count()

@@ -1,13 +1,16 @@
 """The external market-data provider: `/status` and quotes, and the feed itself.
 
-A background task writes a fresh tick per symbol every second into `market_data_ticks` of the
-lab's PostgreSQL (a random walk from the newest stored price) and trims old ticks; while the
-database is away it waits and resumes when it returns.
+A background task (the platform's data-ingestion, logging into its pods' logs) writes a fresh
+tick per symbol every second into `market_data_ticks` of the lab's PostgreSQL (a random walk
+from the newest stored price), an option surface per symbol every minute into `option_quotes`
+(irlib.lab.surfaces), and trims old rows; while the database is away it waits and resumes when
+it returns. The calibration faults stop it (`ingestion_stopped`) or drop a symbol's surface.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 import random
@@ -16,11 +19,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from irlib.lab import surfaces
 from irlib.lab.apps._common import (
     Database,
     Json,
@@ -32,7 +37,8 @@ from irlib.lab.apps._common import (
     stop_task,
     unavailable_handler,
 )
-from irlib.lab.config import LabConfig
+from irlib.lab.apps.deployment_logs import DeploymentLogs
+from irlib.lab.config import LabConfig, read_control
 from irlib.lab.seed import SYMBOLS
 
 log = logging.getLogger("irlib.lab.apps.market_data")
@@ -42,6 +48,9 @@ TRIM_INTERVAL = 60.0
 KEEP = "3 hours"
 STALE_AFTER_S = 10.0  # /status reports the feed stale beyond this
 STEP_VOL = 0.0003  # per-tick log-price volatility
+SURFACE_EVERY_S = 60.0  # a new option surface per symbol this often
+GAP_LOG_EVERY_S = 5.0  # while ingestion is stopped, an error line this often
+INGESTION = "data-ingestion"
 
 INSERT_TICKS = """
     INSERT INTO market_data_ticks (symbol, ts, bid, ask, last, volume)
@@ -58,9 +67,20 @@ LATEST_PER_SYMBOL = """
 class Feed:
     """The random walk of every symbol's price, continued from what the database holds."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, config: LabConfig | None = None) -> None:
         self.db = db
+        self.config = config
+        self.logs = DeploymentLogs(config.pods_dir, INGESTION) if config else None
         self.prices: dict[str, float] = {}
+        self.surfaced: dict[str, float] = {}  # symbol -> monotonic time of its last surface
+        self.rng = np.random.default_rng()
+        self.last_tick_at = dt.datetime.now(dt.UTC)
+        self.gap_logged = 0.0
+        self.missing_logged = 0.0
+
+    def _log(self, level: str, message: str) -> None:
+        if self.logs is not None:
+            self.logs.write(level, message)
 
     async def _load_prices(self) -> None:
         rows = await self.db.fetch(
@@ -80,16 +100,65 @@ class Feed:
         lasts = [round(self.prices[s], 4) for s in symbols]
         volumes = [random.randint(100, 10_000) for _ in symbols]
         await self.db.execute(INSERT_TICKS, (symbols, lasts, volumes))
+        self.last_tick_at = dt.datetime.now(dt.UTC)
+
+    async def surfaces(self, missing: list[str]) -> None:
+        """A fresh option surface of every symbol whose last one is a minute old."""
+        now = time.monotonic()
+        for symbol in missing:  # due the moment its option chain comes back
+            self.surfaced.pop(symbol, None)
+        due = [s for s in self.prices if now - self.surfaced.get(s, -1e9) >= SURFACE_EVERY_S]
+        skipped = [s for s in due if s in missing]
+        due = [s for s in due if s not in missing]
+        if skipped and now - self.missing_logged >= SURFACE_EVERY_S:
+            self.missing_logged = now
+            for symbol in skipped:
+                self._log(
+                    "WARN",
+                    f"option chain for {symbol}: provider returned 0 contracts; "
+                    "volatility surface not updated",
+                )
+        if not due:
+            return
+        ts = dt.datetime.now(dt.UTC)
+        rows = await asyncio.to_thread(
+            lambda: [r for s in due for r in surfaces.snapshot(s, self.prices[s], ts, self.rng)]
+        )
+        await self.db.execute(surfaces.INSERT_QUOTES, surfaces.columns(rows))
+        for symbol in due:
+            self.surfaced[symbol] = now
+        self._log("INFO", f"option surfaces updated: {len(due)} symbols, {len(rows)} quotes")
+
+    def stopped(self, control: dict[str, Any]) -> bool:
+        """Under the market-data-gap fault the session to the provider is lost: no ticks."""
+        if not control.get("ingestion_stopped"):
+            return False
+        self.surfaced.clear()  # on reconnect, a fresh surface of every symbol at once
+        now = time.monotonic()
+        if now - self.gap_logged >= GAP_LOG_EVERY_S:
+            self.gap_logged = now
+            self._log(
+                "ERROR",
+                "market-data session lost: upstream closed the connection (heartbeat timeout); "
+                f"no ticks since {self.last_tick_at:%H:%M:%S} UTC; reconnecting in 5s",
+            )
+        return True
 
     async def trim(self) -> None:
         await self.db.execute(f"DELETE FROM market_data_ticks WHERE ts < now() - interval '{KEEP}'")
+        await self.db.execute(f"DELETE FROM option_quotes WHERE ts < now() - interval '{KEEP}'")
 
     async def run(self) -> None:
         last_trim = 0.0
         down = False
         while True:
             try:
+                control = read_control(self.config) if self.config else {}
+                if self.stopped(control):
+                    await asyncio.sleep(TICK_INTERVAL)
+                    continue
                 await self.tick()
+                await self.surfaces(list(control.get("missing_surfaces") or []))
                 if time.monotonic() - last_trim > TRIM_INTERVAL:
                     await self.trim()
                     last_trim = time.monotonic()
@@ -99,6 +168,7 @@ class Feed:
             except Exception as e:  # the feed outlives any outage
                 if not down:  # once per outage, not once a second
                     log.warning("cannot write ticks: %s", short_reason(e))
+                    self._log("ERROR", f"cannot write ticks: {short_reason(e)}")
                 down = True
             await asyncio.sleep(TICK_INTERVAL)
 
@@ -139,7 +209,9 @@ def build_app(config: LabConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.db = Database(config.postgres_dsn, application_name="market-data")
         # the feed has its own connection: a burst of requests never delays a tick
-        feed = Feed(Database(config.postgres_dsn, application_name="data-ingestion", keep=1))
+        feed = Feed(
+            Database(config.postgres_dsn, application_name="data-ingestion", keep=1), config
+        )
         task = asyncio.create_task(feed.run())
         try:
             yield

@@ -95,6 +95,7 @@ WORKLOADS = (
         requests={"cpu": "500m", "memory": "1Gi"},
         limits={"cpu": "2", "memory": "2Gi"},
         usage=(400, 1200),
+        readiness={"httpGet": {"path": "/livez", "port": 8082}, "periodSeconds": 5},
         start_log=(
             "INFO starting calibration-service {version} on :{port}",
             "INFO loaded 412 option surfaces for Heston calibration",
@@ -160,6 +161,7 @@ def probe_table(config: LabConfig) -> dict[str, Probe]:
         "redis": tcp(host, config.ports["redis"]),
         "api-service": http(f"http://{host}:{config.ports['api']}/livez"),
         "execution-service": http(f"http://{host}:{config.ports['execution']}/livez"),
+        "calibration-service": http(f"http://{host}:{config.ports['calibration_service']}/livez"),
     }
 
 
