@@ -200,3 +200,15 @@ def test_forced_recalibration_needs_the_admin_token(lab: LabHandle) -> None:
     resp = httpx.post(url, json=body, headers=token, timeout=30)
     assert resp.status_code == 201, resp.text
     assert resp.json()["calibration"]["converged"] and resp.json()["calibration"]["age_s"] < 5
+
+
+@pytest.mark.parametrize("symbol", ["SPY;DROP TABLE calibrations", "", "spy$(reboot)"])
+def test_a_malformed_symbol_is_refused_before_anything_runs(
+    lab: LabHandle, tmp_path: Path, symbol: str
+) -> None:
+    result = irlib(
+        "run", RUNBOOK, "--outputs", str(tmp_path), "-p", "symbol", symbol, env=lab.env
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "parameter symbol=" in result.stderr
+    assert not any(tmp_path.iterdir())

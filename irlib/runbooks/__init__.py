@@ -115,5 +115,6 @@ register(
             "optimization_not_converging",
         ),
         "irlib.runbooks.p2_calibration_failures:diagnose",
+        validate="irlib.runbooks.p2_calibration_failures:validate_parameters",
     )
 )

@@ -14,6 +14,7 @@ from typing import Any
 from irlib.calibration import checks as cal
 from irlib.calibration import mitigations as cal_fix
 from irlib.calibration.plot import SurfacePlot, surface_plot
+from irlib.errors import UsageError
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.k8s import checks as k8s
 from irlib.k8s._client import Kube
@@ -525,3 +526,17 @@ def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
     else:
         summary = f"healthy: {len(checks)} checks passed"
     return Verdict(state, summary, tuple(causes), severity)
+
+
+def validate_parameters(values: Mapping[str, Any]) -> None:
+    """Before a run: `symbol` is a ticker the guard would accept in `recalibrate:SYMBOL`
+    (UsageError, exit 2, otherwise), so a bad symbol never reaches a cell."""
+    symbol = values.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise UsageError(f"parameter symbol={symbol!r}: expected a ticker such as SPY")
+    try:
+        parse_mitigation_id(f"recalibrate:{symbol.upper()}")
+    except UsageError:
+        raise UsageError(
+            f"parameter symbol={symbol!r}: not a ticker (letters, digits and dots, such as SPY)"
+        ) from None
