@@ -255,3 +255,9 @@ class Verdict:
             f"{i + 1}. `{c.id}` ({c.score:.2f}): {c.evidence}" for i, c in enumerate(self.causes)
         ]
         return "\n".join(lines)
+
+
+def facts_of(checks: Mapping[str, Check], name: str) -> Mapping[str, Any]:
+    """The facts of the check `name` in a runbook's latest checks; empty when it did not run."""
+    check = checks.get(name)
+    return check.facts if check else {}

@@ -206,6 +206,15 @@ class Runbook:
         escalation = escalation_for(self.incident, self.profile.incident)
         return verdict if escalation is None else EscalatedVerdict(verdict, escalation)
 
+    def verdict(self) -> Any:
+        """The scenario's diagnosis (its registered `diagnose`) of every check so far:
+        recorded, and shown with the escalation when an open incident is named."""
+        from irlib.runbooks import get_scenario
+
+        verdict = get_scenario(self.name).diagnose_fn()(self.latest, self.profile)
+        self.record("verdict", verdict.to_dict())
+        return self.with_escalation(verdict)
+
     # -- mitigations: a scenario with guarded writes overrides plan, apply and recheck ---------
 
     def plan(self, mitigation_id: str, *, recommended: bool = True) -> Any:

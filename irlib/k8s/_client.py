@@ -18,6 +18,16 @@ ApiError = ApiException
 class Kube:
     """A connection to one cluster and namespace, from a kubeconfig (and context)."""
 
+    @classmethod
+    def for_target(cls, target: Any, *, timeout_s: float) -> Kube:
+        """The connection that a profile's `kubernetes` section names (a KubernetesTarget)."""
+        return cls(
+            kubeconfig=target.kubeconfig,
+            context=target.context,
+            namespace=target.namespace,
+            timeout_s=timeout_s,
+        )
+
     def __init__(
         self, *, kubeconfig: str | None, context: str | None, namespace: str, timeout_s: float = 5.0
     ) -> None:

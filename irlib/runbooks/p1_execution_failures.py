@@ -29,6 +29,7 @@ from irlib.platform import checks as platform
 from irlib.platform import mitigations as platform_fix
 from irlib.profile import Profile
 from irlib.results import Cause, Check, Evidence, Health, Status, Verdict
+from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
 MITIGATION_ACTIONS = ("pause-all", "scale", "cancel-orders")
@@ -66,12 +67,7 @@ class ExecutionFailures(Runbook):
         ticked = validate(CHECKLIST, checklist)  # before anything runs or is recorded
         super().__init__(**kw)
         p = self.profile
-        self.kube = Kube(
-            kubeconfig=p.kubernetes.kubeconfig,
-            context=p.kubernetes.context,
-            namespace=p.kubernetes.namespace,
-            timeout_s=self.timeout_s,
-        )
+        self.kube = Kube.for_target(p.kubernetes, timeout_s=self.timeout_s)
         self.broker = broker_client.Broker(p.broker.url, p.broker.token_env, p.timeouts.http_s)
         self.ticked = ticked
         self.log_tail, self.log_since_s, self.log_pattern = log_tail, log_since_s, log_pattern
@@ -317,13 +313,6 @@ class ExecutionFailures(Runbook):
             done={i: True for i in self.ticked},
         )
 
-    # -- 6. Verdict --------------------------------------------------------------------------------
-
-    def verdict(self) -> Verdict:
-        verdict = diagnose(self.latest, self.profile)
-        self.record("verdict", verdict.to_dict())
-        return self.with_escalation(verdict)
-
 
 def validate_parameters(values: Mapping[str, Any]) -> None:
     """Before a run: every checklist id is known (UsageError otherwise)."""
@@ -423,11 +412,6 @@ def reconciliation_check(result: rec.Reconciliation, *, duration_s: float = 0.0)
 
 
 # -- the verdict -------------------------------------------------------------------------------
-
-
-def _facts(checks: Mapping[str, Check], name: str) -> Mapping[str, Any]:
-    check = checks.get(name)
-    return check.facts if check else {}
 
 
 def _status(checks: Mapping[str, Check], name: str) -> Status | None:

@@ -23,6 +23,7 @@ from irlib.postgres.checks import check_connection_count, check_connectivity
 from irlib.profile import Profile
 from irlib.redis.checks import check_ping
 from irlib.results import Cause, Check, Health, Status, Verdict, utcnow
+from irlib.results import facts_of as _facts
 from irlib.runbook import Runbook, Step
 
 MITIGATION_ACTIONS = ("rollback", "delete-pod", "scale")
@@ -44,12 +45,7 @@ class SystemUnavailable(Runbook):
     ) -> None:
         super().__init__(**kw)
         k = self.profile.kubernetes
-        self.kube = Kube(
-            kubeconfig=k.kubeconfig,
-            context=k.context,
-            namespace=k.namespace,
-            timeout_s=self.timeout_s,
-        )
+        self.kube = Kube.for_target(k, timeout_s=self.timeout_s)
         self.log_tail, self.log_since_s, self.events_limit = log_tail, log_since_s, events_limit
         self.scale_replicas = scale_replicas
         self.rollout_timeout_s = rollout_timeout_s
@@ -249,11 +245,6 @@ class SystemUnavailable(Runbook):
 
     # -- Verdict and Resolution ----------------------------------------------------------------
 
-    def verdict(self) -> Verdict:
-        verdict = diagnose(self.latest, self.profile)
-        self.record("verdict", verdict.to_dict())
-        return self.with_escalation(verdict)
-
     def incident_summary(self) -> IncidentSummary:
         return IncidentSummary(self, diagnose(self.latest, self.profile))
 
@@ -315,11 +306,6 @@ class IncidentSummary:
 
 
 # -- the verdict -------------------------------------------------------------------------------
-
-
-def _facts(checks: Mapping[str, Check], name: str) -> Mapping[str, Any]:
-    check = checks.get(name)
-    return check.facts if check else {}
 
 
 def _failed(checks: Mapping[str, Check], name: str) -> bool:

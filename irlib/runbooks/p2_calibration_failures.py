@@ -21,6 +21,7 @@ from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
 from irlib.profile import Profile
 from irlib.results import Cause, Check, Health, Status, Verdict
+from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
 MITIGATION_ACTIONS = ("recalibrate",)
@@ -48,12 +49,7 @@ class CalibrationFailures(Runbook):
     ) -> None:
         super().__init__(**kw)
         k = self.profile.kubernetes
-        self.kube = Kube(
-            kubeconfig=k.kubeconfig,
-            context=k.context,
-            namespace=k.namespace,
-            timeout_s=self.timeout_s,
-        )
+        self.kube = Kube.for_target(k, timeout_s=self.timeout_s)
         self.symbol = parse_mitigation_id(f"recalibrate:{symbol.upper()}").target
         self.log_tail, self.ingestion_log_tail = log_tail, ingestion_log_tail
         self.log_since_s = log_since_s
@@ -288,20 +284,8 @@ class CalibrationFailures(Runbook):
         previous parameters are still served (the automatic fallback); else the state now."""
         return self.run_step("Verify fallback is working", self._verify_specs())
 
-    # -- Verdict --------------------------------------------------------------------------------
-
-    def verdict(self) -> Verdict:
-        verdict = diagnose(self.latest, self.profile)
-        self.record("verdict", verdict.to_dict())
-        return self.with_escalation(verdict)  # type: ignore[no-any-return]
-
 
 # -- the verdict -------------------------------------------------------------------------------
-
-
-def _facts(checks: Mapping[str, Check], name: str) -> Mapping[str, Any]:
-    check = checks.get(name)
-    return check.facts if check else {}
 
 
 def _by_prefix(checks: Mapping[str, Check], prefix: str) -> list[Check]:

@@ -25,6 +25,7 @@ from irlib.profile import Profile
 from irlib.prom.checks import check_latency
 from irlib.redis.checks import check_memory
 from irlib.results import Cause, Check, Health, Status, Verdict
+from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
 MITIGATION_ACTIONS = ("create-index", "analyze", "terminate", "scale", "restart")
@@ -58,12 +59,7 @@ class HighLatency(Runbook):
     ) -> None:
         super().__init__(**kw)
         k = self.profile.kubernetes
-        self.kube = Kube(
-            kubeconfig=k.kubeconfig,
-            context=k.context,
-            namespace=k.namespace,
-            timeout_s=self.timeout_s,
-        )
+        self.kube = Kube.for_target(k, timeout_s=self.timeout_s)
         self.window, self.recheck_window = window, recheck_window
         self.recheck_wait_s = recheck_wait_s
         self.statement_sample_s = statement_sample_s
@@ -221,20 +217,8 @@ class HighLatency(Runbook):
             [*self._bottleneck_specs(self.recheck_window), self._pool_spec()],
         )
 
-    # -- 4. Verdict -------------------------------------------------------------------------------
-
-    def verdict(self) -> Verdict:
-        verdict = diagnose(self.latest, self.profile)
-        self.record("verdict", verdict.to_dict())
-        return self.with_escalation(verdict)  # type: ignore[no-any-return]
-
 
 # -- the verdict -------------------------------------------------------------------------------
-
-
-def _facts(checks: Mapping[str, Check], name: str) -> Mapping[str, Any]:
-    check = checks.get(name)
-    return check.facts if check else {}
 
 
 def latency_high(checks: Mapping[str, Check]) -> bool:
