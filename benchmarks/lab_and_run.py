@@ -86,22 +86,44 @@ def main() -> None:
 
         empty = outputs / "empty.ipynb"
         nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
         nb.cells = [nbformat.v4.new_code_cell("pass")]
         nbformat.write(nb, empty)
-        floor = [timed([sys.executable, "-m", "papermill", "-k", "python3", "--no-progress-bar",
-                        str(empty), str(outputs / "empty.out.ipynb")])[0]
-                 for _ in range(args.runs)]
-        runs = [timed([*IRLIB, "run", "p1_system_unavailable", "--outputs", str(outputs)],
-                      env=env)[0] for _ in range(args.runs)]
-        print(f"papermill CLI, empty notebook:       {statistics.median(floor):6.1f} s "
-              f"(median of {args.runs})")
-        print(f"irlib run p1_system_unavailable:     {statistics.median(runs):6.1f} s "
-              f"(median of {args.runs}, healthy lab)")
+        floor = [
+            timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "papermill",
+                    "-k",
+                    "python3",
+                    "--no-progress-bar",
+                    str(empty),
+                    str(outputs / "empty.out.ipynb"),
+                ]
+            )[0]
+            for _ in range(args.runs)
+        ]
+        runs = [
+            timed([*IRLIB, "run", "p1_system_unavailable", "--outputs", str(outputs)], env=env)[0]
+            for _ in range(args.runs)
+        ]
+        print(
+            f"papermill CLI, empty notebook:       {statistics.median(floor):6.1f} s "
+            f"(median of {args.runs})"
+        )
+        print(
+            f"irlib run p1_system_unavailable:     {statistics.median(runs):6.1f} s "
+            f"(median of {args.runs}, healthy lab)"
+        )
     finally:
-        subprocess.run([*IRLIB, "lab", "down", "--purge", "--state-dir", str(state)],
-                       capture_output=True)
+        subprocess.run(
+            [*IRLIB, "lab", "down", "--purge", "--state-dir", str(state)], capture_output=True
+        )
         subprocess.run(["rm", "-rf", str(outputs)])
 
 

@@ -147,14 +147,20 @@ def main() -> None:
         check = step["position reconciliation"]
         bench = [ln for ln in snap.lines if ln.account.startswith("BENCH-")]
         found = [m for m in check.facts["mismatches"] if m["account"].startswith("BENCH-")]
-        print(f"positions reconciled: {len(snap.lines)} ({len(bench)} in "
-              f"{args.accounts} benchmark accounts), mismatches found: {len(found)} of "
-              f"{MISMATCHES} planted; check status {check.status.value}")
-        print(f"one snapshot (broker API + PostgreSQL): median {statistics.median(snapshots):.2f} s"
-              f" over {args.runs} runs")
+        print(
+            f"positions reconciled: {len(snap.lines)} ({len(bench)} in "
+            f"{args.accounts} benchmark accounts), mismatches found: {len(found)} of "
+            f"{MISMATCHES} planted; check status {check.status.value}"
+        )
+        print(
+            f"one snapshot (broker API + PostgreSQL): median {statistics.median(snapshots):.2f} s"
+            f" over {args.runs} runs"
+        )
         print(f"pure reconciliation: median {statistics.median(pure) * 1000:.1f} ms")
-        print(f"reconcile step (2 snapshots, confirm pause 0): median "
-              f"{statistics.median(whole):.2f} s")
+        print(
+            f"reconcile step (2 snapshots, confirm pause 0): median "
+            f"{statistics.median(whole):.2f} s"
+        )
         print("one snapshot's reads: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
     finally:
         subprocess.run([*IRLIB, "lab", "down", "--purge", "--state-dir", str(state)],

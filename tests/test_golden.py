@@ -17,9 +17,24 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def nbval(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-current-env",
-         "--rootdir", str(ROOT), *args],
-        capture_output=True, text=True, timeout=300, env=lab.env, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval-current-env",
+            "--rootdir",
+            str(ROOT),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=lab.env,
+        cwd=ROOT,
+    )
 
 
 def test_every_notebook_runs_under_nbval(lab: LabHandle) -> None:
@@ -31,8 +46,13 @@ def test_every_notebook_runs_under_nbval(lab: LabHandle) -> None:
 def test_p1_output_under_bad_deploy_matches_the_golden_copy(lab: LabHandle) -> None:
     lab.irlib("lab", "inject", "bad-deploy", check=True)
     try:
-        result = nbval(lab, "--nbval", "--nbval-sanitize-with", str(GOLDEN / "sanitize.cfg"),
-                       str(GOLDEN / "p1_system_unavailable.bad-deploy.ipynb"))
+        result = nbval(
+            lab,
+            "--nbval",
+            "--nbval-sanitize-with",
+            str(GOLDEN / "sanitize.cfg"),
+            str(GOLDEN / "p1_system_unavailable.bad-deploy.ipynb"),
+        )
     finally:
         lab.irlib("lab", "clear", check=True)
     assert result.returncode == 0, result.stdout[-6000:]

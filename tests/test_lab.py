@@ -331,6 +331,8 @@ def _evidence_execution_service_crash(lab: LabHandle) -> None:
         ),
     )
     assert "decimal.InvalidOperation" in previous
+
+
 def _sql(lab: LabHandle, statement: str, *params: object) -> list[tuple]:
     import psycopg
 

@@ -9,15 +9,28 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-LOGIC = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.AsyncFor, ast.While,
-         ast.If, ast.Try, ast.With, ast.Lambda, ast.ListComp, ast.DictComp, ast.SetComp,
-         ast.GeneratorExp, ast.IfExp)
+LOGIC = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.If,
+    ast.Try,
+    ast.With,
+    ast.Lambda,
+    ast.ListComp,
+    ast.DictComp,
+    ast.SetComp,
+    ast.GeneratorExp,
+    ast.IfExp,
+)
 
 
 def logic_in(source: str) -> list[str]:
     """The logic constructs in a cell: these belong in irlib, with tests."""
-    return [type(node).__name__ for node in ast.walk(ast.parse(source))
-            if isinstance(node, LOGIC)]
+    return [type(node).__name__ for node in ast.walk(ast.parse(source)) if isinstance(node, LOGIC)]
 
 
 def test_there_are_notebooks() -> None:
@@ -52,8 +65,15 @@ def test_notebook_has_one_parameters_cell_of_literals(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["def f():\n    pass", "for x in y:\n    pass", "while True:\n    break",
-     "if x:\n    pass", "try:\n    pass\nexcept Exception:\n    pass", "class A:\n    pass"],
-    ids=["def", "for", "while", "if", "try", "class"])
+    [
+        "def f():\n    pass",
+        "for x in y:\n    pass",
+        "while True:\n    break",
+        "if x:\n    pass",
+        "try:\n    pass\nexcept Exception:\n    pass",
+        "class A:\n    pass",
+    ],
+    ids=["def", "for", "while", "if", "try", "class"],
+)
 def test_the_logic_detector_catches_each_construct(source: str) -> None:
     assert logic_in(source)

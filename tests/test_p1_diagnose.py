@@ -16,24 +16,58 @@ from .test_profile import MINIMAL
 PROFILE = profile_from_dict(MINIMAL)
 
 
-def pod(name: str, app: str, status: str = "Running", last: str = "", node: str = "node-1",
-        restarts: int = 0) -> dict[str, Any]:
-    return {"pod": name, "app": app, "ready": "1/1", "status": status, "restarts": restarts,
-            "last_state": last, "node": node, "age": "5m"}
+def pod(
+    name: str,
+    app: str,
+    status: str = "Running",
+    last: str = "",
+    node: str = "node-1",
+    restarts: int = 0,
+) -> dict[str, Any]:
+    return {
+        "pod": name,
+        "app": app,
+        "ready": "1/1",
+        "status": status,
+        "restarts": restarts,
+        "last_state": last,
+        "node": node,
+        "age": "5m",
+    }
 
 
 def healthy_checks(**override: Check) -> dict[str, Check]:
     checks = {
         "api health": Check("api health", "api", Status.OK, "200"),
-        "pods": Check("pods", "kubernetes", Status.OK, "all ready", facts={
-            "crashlooping": [], "oom_killed": [], "pending": [], "not_ready": [],
-            "restarting": []}),
-        "rollout history": Check("rollout history", "kubernetes", Status.OK, "rev 2", facts={
-            "current_revision": 2, "current_image": "api:1.8.2", "current_age": "1d",
-            "previous_image": "api:1.8.1"}),
+        "pods": Check(
+            "pods",
+            "kubernetes",
+            Status.OK,
+            "all ready",
+            facts={
+                "crashlooping": [],
+                "oom_killed": [],
+                "pending": [],
+                "not_ready": [],
+                "restarting": [],
+            },
+        ),
+        "rollout history": Check(
+            "rollout history",
+            "kubernetes",
+            Status.OK,
+            "rev 2",
+            facts={
+                "current_revision": 2,
+                "current_image": "api:1.8.2",
+                "current_age": "1d",
+                "previous_image": "api:1.8.1",
+            },
+        ),
         "nodes": Check("nodes", "kubernetes", Status.OK, "3 Ready", facts={"not_ready": []}),
-        "recent events": Check("recent events", "kubernetes", Status.OK, "",
-                               facts={"warning_reasons": []}),
+        "recent events": Check(
+            "recent events", "kubernetes", Status.OK, "", facts={"warning_reasons": []}
+        ),
         "database connectivity": Check("database connectivity", "postgres", Status.OK, ""),
         "redis ping": Check("redis ping", "redis", Status.OK, ""),
         "market data": Check("market data", "market_data", Status.OK, ""),
@@ -44,8 +78,7 @@ def healthy_checks(**override: Check) -> dict[str, Check]:
 
 
 def pods_check(**facts: list[dict[str, Any]]) -> Check:
-    base = {"crashlooping": [], "oom_killed": [], "pending": [], "not_ready": [],
-            "restarting": []}
+    base = {"crashlooping": [], "oom_killed": [], "pending": [], "not_ready": [], "restarting": []}
     return Check("pods", "kubernetes", Status.FAIL, "", facts={**base, **facts})
 
 
@@ -56,17 +89,27 @@ PENDING = pod("api-service-c-1", "api-service", "Pending", node="")
 STRANDED = pod("api-service-a-2", "api-service", node="node-2")
 
 CASES = {
-    "bad-deploy": {"api health": API_DOWN,
-                   "pods": pods_check(crashlooping=[CRASH], not_ready=[CRASH])},
-    "oom-killed": {"api health": API_DOWN,
-                   "pods": pods_check(crashlooping=[OOM], oom_killed=[OOM], not_ready=[OOM],
-                                      restarting=[OOM])},
+    "bad-deploy": {
+        "api health": API_DOWN,
+        "pods": pods_check(crashlooping=[CRASH], not_ready=[CRASH]),
+    },
+    "oom-killed": {
+        "api health": API_DOWN,
+        "pods": pods_check(crashlooping=[OOM], oom_killed=[OOM], not_ready=[OOM], restarting=[OOM]),
+    },
     "pods-pending": {"pods": pods_check(pending=[PENDING], not_ready=[PENDING])},
-    "node-not-ready": {"nodes": Check("nodes", "kubernetes", Status.FAIL, "NotReady: node-2",
-                                      facts={"not_ready": ["node-2"]}),
-                       "pods": pods_check(not_ready=[STRANDED])},
-    "database-down": {"api health": API_DOWN, "database connectivity": Check(
-        "database connectivity", "postgres", Status.FAIL, "cannot connect")},
+    "node-not-ready": {
+        "nodes": Check(
+            "nodes", "kubernetes", Status.FAIL, "NotReady: node-2", facts={"not_ready": ["node-2"]}
+        ),
+        "pods": pods_check(not_ready=[STRANDED]),
+    },
+    "database-down": {
+        "api health": API_DOWN,
+        "database connectivity": Check(
+            "database connectivity", "postgres", Status.FAIL, "cannot connect"
+        ),
+    },
     "redis-down": {"redis ping": Check("redis ping", "redis", Status.FAIL, "PING failed")},
     "broker-down": {"broker": Check("broker", "broker", Status.FAIL, "unreachable")},
     "market-data-down": {"market data": Check("market data", "market_data", Status.FAIL, "x")},

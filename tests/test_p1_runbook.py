@@ -20,14 +20,22 @@ RUNBOOK = "p1_system_unavailable"
 P1_FAULTS = [name for name, f in FAULTS.items() if f.runbook == RUNBOOK]
 
 
-def run(lab: LabHandle, outputs: Path, *args: str, profile: str | None = None,
-        timeout: float = 240) -> tuple[int, Path | None, dict]:
+def run(
+    lab: LabHandle, outputs: Path, *args: str, profile: str | None = None, timeout: float = 240
+) -> tuple[int, Path | None, dict]:
     """`irlib run p1_system_unavailable ...`: exit code, run folder, results.json."""
     from .conftest import irlib
 
-    result = irlib("run", RUNBOOK, "--outputs", str(outputs),
-                   *(["--profile", profile] if profile else []), *args,
-                   env=lab.env, timeout=timeout)
+    result = irlib(
+        "run",
+        RUNBOOK,
+        "--outputs",
+        str(outputs),
+        *(["--profile", profile] if profile else []),
+        *args,
+        env=lab.env,
+        timeout=timeout,
+    )
     lines = result.stdout.strip().splitlines()
     run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
     results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
@@ -46,9 +54,14 @@ def deployments_snapshot(lab: LabHandle) -> dict:
     deps = json.loads(lab.kubectl("get", "deployments", "-n", "trading", "-o", "json").stdout)
     pods = json.loads(lab.kubectl("get", "pods", "-n", "trading", "-o", "json").stdout)
     return {
-        "deployments": {d["metadata"]["name"]: (d["spec"]["replicas"], d["spec"]["template"],
-                                                d["metadata"].get("generation"))
-                        for d in deps["items"]},
+        "deployments": {
+            d["metadata"]["name"]: (
+                d["spec"]["replicas"],
+                d["spec"]["template"],
+                d["metadata"].get("generation"),
+            )
+            for d in deps["items"]
+        },
         "pods": sorted(p["metadata"]["name"] for p in pods["items"]),
     }
 
@@ -63,8 +76,7 @@ def test_no_fault_gives_a_healthy_verdict_and_exit_0(lab: LabHandle, tmp_path: P
 
 
 @pytest.mark.parametrize("fault", P1_FAULTS, ids=P1_FAULTS)
-def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path,
-                                              fault: str) -> None:
+def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path, fault: str) -> None:
     lab.irlib("lab", "inject", fault, check=True)
     try:
         code, run_dir, results = run(lab, tmp_path)
@@ -77,9 +89,17 @@ def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path,
 
 
 def test_bad_deploy_rollback_confirmed_restores_the_last_good_image(
-        lab: LabHandle, tmp_path: Path) -> None:
-    good = lab.kubectl("get", "deployment", "api-service", "-n", "trading", "-o",
-                       "jsonpath={.spec.template.spec.containers[0].image}").stdout
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    good = lab.kubectl(
+        "get",
+        "deployment",
+        "api-service",
+        "-n",
+        "trading",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ).stdout
     lab.irlib("lab", "inject", "bad-deploy", check=True)
     try:
         before = deployments_snapshot(lab)
@@ -89,22 +109,31 @@ def test_bad_deploy_rollback_confirmed_restores_the_last_good_image(
         outcomes = {a["outcome"] for a in results["mitigations"]}
         assert "executed" not in outcomes and "planned" in outcomes
 
-        code, _, results = run(lab, tmp_path / "confirmed", "--confirm",
-                                     "rollback:api-service", "--operator", "alice")
+        code, _, results = run(
+            lab, tmp_path / "confirmed", "--confirm", "rollback:api-service", "--operator", "alice"
+        )
         assert code == 0, results.get("verdict")
         executed = [a for a in results["mitigations"] if a["outcome"] == "executed"]
         assert [a["id"] for a in executed] == ["rollback:api-service"]
         assert executed[0]["operator"] == "alice"
-        image = lab.kubectl("get", "deployment", "api-service", "-n", "trading", "-o",
-                            "jsonpath={.spec.template.spec.containers[0].image}").stdout
+        image = lab.kubectl(
+            "get",
+            "deployment",
+            "api-service",
+            "-n",
+            "trading",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ).stdout
         assert image == good
-        history = lab.kubectl("rollout", "history", "deployment/api-service", "-n",
-                              "trading").stdout
-        revisions = [int(line.split()[0]) for line in history.splitlines()
-                     if line[:1].isdigit()]
+        history = lab.kubectl(
+            "rollout", "history", "deployment/api-service", "-n", "trading"
+        ).stdout
+        revisions = [int(line.split()[0]) for line in history.splitlines() if line[:1].isdigit()]
         assert max(revisions) >= 4  # 1, 2 at start; 3 the bad deploy; the rollback is new
-        status = lab.kubectl("rollout", "status", "deployment/api-service", "-n", "trading",
-                             "--timeout=30s")
+        status = lab.kubectl(
+            "rollout", "status", "deployment/api-service", "-n", "trading", "--timeout=30s"
+        )
         assert "successfully rolled out" in status.stdout
         import httpx
 
@@ -131,7 +160,8 @@ def hung_broker_profile(lab: LabHandle, tmp_path: Path, port: int) -> str:
 
 
 def test_a_down_dependency_is_an_error_and_the_runbook_completes(
-        lab: LabHandle, tmp_path: Path, silent_port: int) -> None:
+    lab: LabHandle, tmp_path: Path, silent_port: int
+) -> None:
     lab.irlib("lab", "inject", "database-down", check=True)
     try:
         profile = hung_broker_profile(lab, tmp_path, silent_port)
@@ -147,13 +177,18 @@ def test_a_down_dependency_is_an_error_and_the_runbook_completes(
     assert all(c["duration_s"] <= 2.5 for c in results["checks"]), results["checks"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("-p", "namespce", "trading"), "namespce"),
-    (("-p", "timeout_s", "abc"), "timeout_s"),
-    (("--confirm", "reboot:everything"), "reboot:everything"),
-], ids=["misspelled", "mistyped", "unknown-mitigation"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-p", "namespce", "trading"), "namespce"),
+        (("-p", "timeout_s", "abc"), "timeout_s"),
+        (("--confirm", "reboot:everything"), "reboot:everything"),
+    ],
+    ids=["misspelled", "mistyped", "unknown-mitigation"],
+)
 def test_bad_parameters_are_refused_before_anything_runs(
-        lab: LabHandle, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    lab: LabHandle, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     from .conftest import irlib
 
     result = irlib("run", RUNBOOK, "--outputs", str(tmp_path), *args, env=lab.env)
@@ -163,7 +198,8 @@ def test_bad_parameters_are_refused_before_anything_runs(
 
 
 def test_a_cell_past_its_timeout_is_exit_3_with_evidence(
-        lab: LabHandle, tmp_path: Path, silent_port: int) -> None:
+    lab: LabHandle, tmp_path: Path, silent_port: int
+) -> None:
     profile = hung_broker_profile(lab, tmp_path, silent_port)
     data = yaml.safe_load(Path(profile).read_text())
     data["timeouts"]["http_s"] = 5.0

@@ -74,13 +74,20 @@ def test_missing_and_malformed_files_are_profile_errors(tmp_path: Path) -> None:
 def test_a_profile_without_an_incident_section_takes_the_seeds_lifecycle() -> None:
     settings = profile_from_dict(MINIMAL).incident
     assert [(s.name, s.impact, s.response_min) for s in settings.severities] == [
-        ("P1", "Critical", 15.0), ("P2", "Major", 60.0), ("P3", "Minor", 240.0),
-        ("P4", "Low", 1440.0)]
+        ("P1", "Critical", 15.0),
+        ("P2", "Major", 60.0),
+        ("P3", "Minor", 240.0),
+        ("P4", "Low", 1440.0),
+    ]
     assert settings.severity("p1").examples == "System down, data loss, execution failures"
     t = settings.targets
     assert (t.acknowledge_min, t.investigate_min, t.mitigate_min) == (5.0, 30.0, 60.0)
     assert [(e.after_min, e.role) for e in settings.escalation] == [
-        (0.0, "On-call"), (15.0, "Engineering Lead"), (30.0, "VP Engineering"), (60.0, "CTO")]
+        (0.0, "On-call"),
+        (15.0, "Engineering Lead"),
+        (30.0, "VP Engineering"),
+        (60.0, "CTO"),
+    ]
     assert settings.contact("on-call").primary == "PagerDuty rotation"
     assert settings.trading_impact_role == "Compliance" and settings.contact("Compliance")
     assert settings.webhook_url_env == "IRLIB_INCIDENT_WEBHOOK_URL"
@@ -88,8 +95,10 @@ def test_a_profile_without_an_incident_section_takes_the_seeds_lifecycle() -> No
 
 def test_the_incident_section_is_read_and_round_trips(tmp_path: Path) -> None:
     incident = {
-        "contacts": [{"role": "On-call", "primary": "PagerDuty trading-primary"},
-                     {"role": "CTO", "primary": "+44 20 7946 0000", "backup": "+44 20 7946 0001"}],
+        "contacts": [
+            {"role": "On-call", "primary": "PagerDuty trading-primary"},
+            {"role": "CTO", "primary": "+44 20 7946 0000", "backup": "+44 20 7946 0001"},
+        ],
         "targets": {"acknowledge_min": 10},
         "war_room": "#inc-trading",
         "webhook_url_env": "TRADING_SLACK_WEBHOOK",
@@ -109,17 +118,29 @@ def test_the_incident_section_is_read_and_round_trips(tmp_path: Path) -> None:
     ("incident", "message"),
     [
         ({"webhok_url_env": "X"}, "unknown setting(s) webhok_url_env"),
-        ({"severities": [{"name": "P1", "impact": "Critical"}]},
-         "missing required setting 'response_min'"),
+        (
+            {"severities": [{"name": "P1", "impact": "Critical"}]},
+            "missing required setting 'response_min'",
+        ),
         ({"severities": {"name": "P1"}}, "incident.severities: expected a list"),
-        ({"severities": [{"name": "P1", "impact": "x", "response_min": 15}] * 2},
-         "need unique names"),
+        (
+            {"severities": [{"name": "P1", "impact": "x", "response_min": 15}] * 2},
+            "need unique names",
+        ),
         ({"escalation": [{"after_min": 5, "role": "On-call"}]}, "must start at 0 and rise"),
-        ({"contacts": [{"role": "CTO", "primary": 5}]},
-         "incident.contacts[0].primary: expected str"),
+        (
+            {"contacts": [{"role": "CTO", "primary": 5}]},
+            "incident.contacts[0].primary: expected str",
+        ),
     ],
-    ids=["misspelled-key", "severity-without-response-time", "severities-not-a-list",
-         "duplicate-severity", "escalation-not-from-0", "contact-not-text"],
+    ids=[
+        "misspelled-key",
+        "severity-without-response-time",
+        "severities-not-a-list",
+        "duplicate-severity",
+        "escalation-not-from-0",
+        "contact-not-text",
+    ],
 )
 def test_an_invalid_incident_section_is_refused(incident: dict, message: str) -> None:
     with pytest.raises(ProfileError, match=re.escape(message)):

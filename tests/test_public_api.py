@@ -7,8 +7,11 @@ import irlib
 
 def test_all_names_are_exported_and_nothing_else_public() -> None:
     # submodules appear as attributes once anything imports them: they are not re-exports
-    public = {n for n, v in vars(irlib).items()
-              if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+    public = {
+        n
+        for n, v in vars(irlib).items()
+        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+    }
     assert set(irlib.__all__) - {"__version__"} == public
     for name in irlib.__all__:
         assert hasattr(irlib, name)

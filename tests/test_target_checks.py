@@ -30,16 +30,21 @@ def test_http_check_fails_where_nothing_listens() -> None:
 
 def test_http_check_is_an_error_at_its_timeout(silent_port: int) -> None:
     t0 = time.monotonic()
-    check = check_endpoint("broker", f"http://127.0.0.1:{silent_port}/health", target="broker",
-                           timeout_s=0.5)
+    check = check_endpoint(
+        "broker", f"http://127.0.0.1:{silent_port}/health", target="broker", timeout_s=0.5
+    )
     assert check.status is Status.ERROR and "0.5 s" in check.summary
     assert time.monotonic() - t0 < 2
 
 
 def test_http_check_with_a_missing_token_variable_is_an_error(lab: LabHandle) -> None:
     profile = load_profile(lab.exports["IRLIB_PROFILE"])
-    check = check_endpoint("broker auth", profile.broker.url + "/v1/auth/test", target="broker",
-                           token_env="IRLIB_TEST_TOKEN_THAT_IS_NOT_SET")
+    check = check_endpoint(
+        "broker auth",
+        profile.broker.url + "/v1/auth/test",
+        target="broker",
+        token_env="IRLIB_TEST_TOKEN_THAT_IS_NOT_SET",
+    )
     assert check.status is Status.ERROR and "IRLIB_TEST_TOKEN_THAT_IS_NOT_SET" in check.summary
 
 

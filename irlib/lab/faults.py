@@ -208,7 +208,9 @@ def _bad_deploy_visible(lab: Lab) -> bool:
     """The API answers 5xx and the new pods have crashed at least once (previous logs exist)."""
     return _api_5xx(lab) and any(
         cs.get("restartCount", 0) > 0 and cs.get("image") == BAD_IMAGE
-        for p in _pods(lab, API_DEPLOYMENT) for cs in p["status"].get("containerStatuses", []))
+        for p in _pods(lab, API_DEPLOYMENT)
+        for cs in p["status"].get("containerStatuses", [])
+    )
 
 
 def _clear_bad_deploy(lab: Lab) -> None:
@@ -257,10 +259,15 @@ def _clear_oom(lab: Lab) -> None:
     _set_oom(lab, False)
     # What an operator does after raising the limit: `kubectl rollout restart`, so that no
     # pod keeps an OOMKilled last state from before the fix.
-    restarted = {"kubectl.kubernetes.io/restartedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                    time.gmtime())}
-    kube(lab, "PATCH", _deployment_path(lab, API_DEPLOYMENT),
-         {"spec": {"template": {"metadata": {"annotations": restarted}}}})
+    restarted = {
+        "kubectl.kubernetes.io/restartedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    }
+    kube(
+        lab,
+        "PATCH",
+        _deployment_path(lab, API_DEPLOYMENT),
+        {"spec": {"template": {"metadata": {"annotations": restarted}}}},
+    )
 
 
 register(
