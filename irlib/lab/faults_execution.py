@@ -124,8 +124,15 @@ register(
 
 
 def _rejects_visible(lab: Lab) -> bool:
-    rejected = _broker(lab, "GET", "/v1/orders?status=rejected&limit=10").json()["orders"]
-    return sum(o["reject_reason"] == REJECT_REASON for o in rejected) >= 3
+    """Visible once the broker is rejecting *now*: the latest order rejected, and most of the
+    latest 10 (what the runbook's rejection check asks, so a drill never races the flow)."""
+    latest = _broker(lab, "GET", "/v1/orders?limit=10").json()["orders"]
+    rejected = [o for o in latest if o.get("reject_reason") == REJECT_REASON]
+    return (
+        bool(latest)
+        and latest[0].get("reject_reason") == REJECT_REASON
+        and (len(rejected) * 2 > len(latest))
+    )
 
 
 def _clear_rejects(lab: Lab) -> None:
