@@ -31,6 +31,7 @@ from irlib.lab.apps._common import (
     serve,
     unauthorized,
     unavailable_handler,
+    upsert_position_sql,
     utc_now,
 )
 from irlib.lab.config import LabConfig, read_control
@@ -44,20 +45,7 @@ CONTROL_KEY = "broker"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-# Adding to a position averages its price; reducing keeps it; flipping starts afresh.
-UPSERT_POSITION = """
-    INSERT INTO broker.positions AS p (account_id, symbol, qty, avg_price)
-    VALUES (%(account)s, %(symbol)s, %(signed_qty)s, %(price)s)
-    ON CONFLICT (account_id, symbol) DO UPDATE SET
-        avg_price = CASE
-            WHEN p.qty = 0 OR sign(p.qty) = sign(EXCLUDED.qty) THEN
-                round((abs(p.qty) * p.avg_price + abs(EXCLUDED.qty) * EXCLUDED.avg_price)
-                      / (abs(p.qty) + abs(EXCLUDED.qty)), 4)
-            WHEN abs(EXCLUDED.qty) > abs(p.qty) THEN EXCLUDED.avg_price
-            ELSE p.avg_price END,
-        qty = p.qty + EXCLUDED.qty,
-        updated_at = now()
-"""
+UPSERT_POSITION = upsert_position_sql("broker.positions", "account_id")
 
 
 class Faults:

@@ -28,7 +28,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from irlib.lab.apps._common import Database, Unavailable, serve, short_reason, stop_task
+from irlib.lab.apps._common import (
+    Database,
+    Unavailable,
+    serve,
+    short_reason,
+    stop_task,
+    upsert_position_sql,
+)
 from irlib.lab.apps.broker import BROKER_TOKEN_ENV
 from irlib.lab.apps.ingress import PodLogs
 from irlib.lab.config import LabConfig
@@ -51,20 +58,7 @@ NEW_ORDERS = """
     JOIN strategies s ON s.id = o.strategy_id
     WHERE o.state = 'new' AND NOT s.paused ORDER BY o.id LIMIT %s
 """
-# the same averaging rule as the broker's, so that both books agree to the cent
-UPSERT_POSITION = """
-    INSERT INTO positions AS p (account, symbol, qty, avg_price)
-    VALUES (%(account)s, %(symbol)s, %(signed_qty)s, %(price)s)
-    ON CONFLICT (account, symbol) DO UPDATE SET
-        avg_price = CASE
-            WHEN p.qty = 0 OR sign(p.qty) = sign(EXCLUDED.qty) THEN
-                round((abs(p.qty) * p.avg_price + abs(EXCLUDED.qty) * EXCLUDED.avg_price)
-                      / (abs(p.qty) + abs(EXCLUDED.qty)), 4)
-            WHEN abs(EXCLUDED.qty) > abs(p.qty) THEN EXCLUDED.avg_price
-            ELSE p.avg_price END,
-        qty = p.qty + EXCLUDED.qty,
-        updated_at = now()
-"""
+UPSERT_POSITION = upsert_position_sql("positions", "account")
 
 
 def ready_pods(pod_list: dict[str, Any]) -> list[str]:
