@@ -569,10 +569,23 @@ def _optional_profile(path: str | None) -> Any:
 @click.option("--operator", default=None, help="Who runs it, for the audit trail [$USER].")
 @_drill_outputs
 @_drill_timeout
+@click.option(
+    "--check-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Each check's timeout (the notebook's timeout_s) [default: 5]. A check that gets "
+    "no answer in time counts as failing, never as passing.",
+)
 @_drill_notebooks
 @_errors_to_exit
 def drill_health(
-    profile: str | None, operator: str | None, outputs: Path, timeout: int, notebooks: Path | None
+    profile: str | None,
+    operator: str | None,
+    outputs: Path,
+    timeout: int,
+    check_timeout: float | None,
+    notebooks: Path | None,
 ) -> None:
     """Run every read-only check of every scenario runbook; never mitigates.
 
@@ -581,8 +594,8 @@ def drill_health(
     manifest.json), prints the summary (worst first), then that folder's path.
 
     \b
-    Exit codes: 0 all healthy, 1 a check failed, 2 usage or profile error (nothing ran),
-    3 the drill itself broke (its partial notebook is kept).
+    Exit codes: 0 all healthy, 1 a check failed or could not answer, 2 usage or profile
+    error (nothing ran), 3 the drill itself broke (its partial notebook is kept).
     """
     from irlib.drills.health import run_health_drill, summary_lines
 
@@ -592,6 +605,7 @@ def drill_health(
         notebooks_dir=_notebooks_dir(notebooks),
         operator=operator,
         timeout_s=timeout,
+        check_timeout_s=check_timeout,
         log=_progress,
     )
     click.echo("\n".join(summary_lines(result)))

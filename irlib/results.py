@@ -175,13 +175,39 @@ class Cause:
 
 
 @dataclass(frozen=True)
+class Unanswered:
+    """A check that could not find out (ERROR): which target did not answer, why, after how
+    long, and what the on-call engineer can do about it."""
+
+    check: str
+    target: str
+    reason: str  # timed out | forbidden | unauthorized | refused | unreachable | failed
+    detail: str  # the check's own summary
+    waited_s: float
+    advice: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "target": self.target,
+            "reason": self.reason,
+            "detail": self.detail,
+            "waited_s": round(self.waited_s, 3),
+            "advice": self.advice,
+        }
+
+
+@dataclass(frozen=True)
 class Verdict:
-    """What is broken, its ranked probable causes, and the mitigations to apply."""
+    """What is broken, its ranked probable causes, and the mitigations to apply; and what it
+    could not check, so that a verdict that could not look never reads as healthy."""
 
     state: Health
     summary: str
     causes: tuple[Cause, ...] = ()
     severity: str | None = None  # the severity this suggests (P1 ... P4), None when healthy
+    unanswered: tuple[Unanswered, ...] = ()  # the checks that could not answer (ERROR)
+    counts: Mapping[str, int] = field(default_factory=dict)  # checks by status value
 
     @property
     def top_cause(self) -> Cause | None:
@@ -201,7 +227,17 @@ class Verdict:
             "severity": self.severity,
             "causes": [c.to_dict() for c in self.causes],
             "mitigations": list(self.mitigations),
+            "could_not_check": [u.to_dict() for u in self.unanswered],
+            "counts": dict(self.counts),
         }
+
+    def unanswered_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [u.to_dict() for u in self.unanswered],
+            columns=["check", "target", "reason", "waited_s", "detail", "advice"],
+        )
 
     def causes_frame(self) -> Any:
         import pandas as pd
@@ -232,9 +268,15 @@ class Verdict:
             f"{' (suggested severity ' + self.severity + ')' if self.severity else ''}"
             f" &mdash; {html.escape(self.summary)}</div>"
         )
-        if not self.causes:
-            return head
-        return head + self.causes_frame().to_html(index=False)
+        parts = [head]
+        if self.causes:
+            parts.append(self.causes_frame().to_html(index=False))
+        if self.unanswered:
+            parts.append(
+                f"<h4>Could not check ({len(self.unanswered)}): not a pass</h4>"
+                + self.unanswered_frame().to_html(index=False)
+            )
+        return "".join(parts)
 
     def __repr__(self) -> str:
         lines = [f"Verdict: {self.state.value.upper()} - {self.summary}"]
@@ -247,12 +289,22 @@ class Verdict:
             )
         if self.mitigations:
             lines.append(f"  recommended mitigations: {', '.join(self.mitigations)}")
+        if self.unanswered:
+            lines.append(f"  could not check ({len(self.unanswered)}), not a pass:")
+            lines += [
+                f"    - {u.check} ({u.target}, {u.reason} after {u.waited_s:.3g} s): {u.advice}"
+                for u in self.unanswered
+            ]
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
         lines = [f"**Verdict: {self.state.value.upper()}**: {self.summary}"]
         lines += [
             f"{i + 1}. `{c.id}` ({c.score:.2f}): {c.evidence}" for i, c in enumerate(self.causes)
+        ]
+        lines += [
+            f"- could not check `{u.check}` ({u.target}, {u.reason}): {u.advice}"
+            for u in self.unanswered
         ]
         return "\n".join(lines)
 

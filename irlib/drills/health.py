@@ -180,7 +180,18 @@ class HealthVerdict:
             summary = f"healthy: {total} checks of {len(per)} runbook(s) passed"
         else:
             summary = "unhealthy: " + "; ".join(_problem(r) for r in per if not r.healthy)
-        verdict = Verdict(state, summary, tuple(causes), severities[0] if severities else None)
+        counts: dict[str, int] = {}
+        for r in per:
+            for status, n in r.diagnosis.counts.items():
+                counts[status] = counts.get(status, 0) + n
+        verdict = Verdict(
+            state,
+            summary,
+            tuple(causes),
+            severities[0] if severities else None,
+            tuple(u for r in per for u in r.diagnosis.unanswered),
+            counts,
+        )
         return cls(verdict, per, ignored_confirm)
 
     @property
@@ -306,17 +317,19 @@ def run_health_drill(
     notebooks_dir: Path,
     operator: str | None = None,
     timeout_s: float = 120,
+    check_timeout_s: float | None = None,
     log: Callable[[str], None],
 ) -> RunResult:
     """Execute notebooks/health_drill.ipynb into OUTPUTS/drills/<UTC date>/<UTC time>-health/:
-    exit code 0 healthy, 1 a check failed, 3 the drill broke (2 is raised before it runs)."""
+    exit code 0 healthy, 1 a check failed or could not answer, 3 the drill broke (2 is raised
+    before it runs). `check_timeout_s` is each check's timeout (the notebook's `timeout_s`)."""
     from irlib.runner import run_runbook
 
     return run_runbook(
         HEALTH_NOTEBOOK,
         profile=profile,
         incident="drill",
-        params={},
+        params={} if check_timeout_s is None else {"timeout_s": check_timeout_s},
         confirm=[],
         operator=operator,
         outputs=outputs,

@@ -19,6 +19,7 @@ from irlib import reconciliation as rec
 from irlib.broker import _client as broker_client
 from irlib.broker import checks as broker
 from irlib.checklist import Checklist, Item, validate
+from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
@@ -28,7 +29,7 @@ from irlib.platform import _client as platform_client
 from irlib.platform import checks as platform
 from irlib.platform import mitigations as platform_fix
 from irlib.profile import Profile
-from irlib.results import Cause, Check, Evidence, Health, Status, Verdict
+from irlib.results import Cause, Check, Evidence, Status, Verdict
 from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
@@ -583,23 +584,10 @@ DOWN_CAUSES = {"execution-service-crash", "broker-auth-failure", "broker-down"}
 def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
     """Rank the probable causes supported by the checks and decide the execution's state."""
     causes = sorted((c for r in RULES if (c := r(checks, profile))), key=lambda c: -c.score)
-    failing = [c.name for c in checks.values() if c.status is Status.FAIL]
-    # healthy means checked and found well: a check that could not find out is not a pass
-    unknown = [c.name for c in checks.values() if c.status is Status.ERROR]
-    if any(c.id in DOWN_CAUSES for c in causes):
-        state = Health.DOWN
-    elif causes or failing or unknown:
-        state = Health.DEGRADED
-    else:
-        state = Health.HEALTHY
     # the seed's severity table: execution failures are P1
-    severity = "P1" if causes else ("P2" if failing else None)
-    if causes:
-        summary = f"{state.value}: probable cause {causes[0].id} ({causes[0].title})"
-    elif failing:
-        summary = f"{state.value}: failing checks {', '.join(failing)}"
-    elif unknown:
-        summary = f"{state.value}: could not check {', '.join(unknown)}"
-    else:
-        summary = f"healthy: {len(checks)} checks passed"
-    return Verdict(state, summary, tuple(causes), severity)
+    return conclude(
+        checks,
+        causes,
+        down=any(c.id in DOWN_CAUSES for c in causes),
+        severity="P1" if causes else "P2",
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_endpoint
 from irlib.k8s import checks as k8s
@@ -482,18 +483,4 @@ def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
                 advice="read the logs and events above; escalate per the path",
             )
         ]
-    failing = [c.name for c in checks.values() if c.status is Status.FAIL]
-    if api_down:
-        state = Health.DOWN
-    elif causes or failing:
-        state = Health.DEGRADED
-    else:
-        state = Health.HEALTHY
-    severity = {Health.DOWN: "P1", Health.DEGRADED: "P2", Health.HEALTHY: None}[state]
-    if causes:
-        summary = f"{state.value}: probable cause {causes[0].id} ({causes[0].title})"
-    elif failing:
-        summary = f"{state.value}: failing checks {', '.join(failing)}"
-    else:
-        summary = f"healthy: {len(checks)} checks passed"
-    return Verdict(state, summary, tuple(causes), severity)
+    return conclude(checks, causes, down=api_down, severity="P1" if api_down else "P2")

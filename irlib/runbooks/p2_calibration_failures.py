@@ -14,13 +14,14 @@ from typing import Any
 from irlib.calibration import checks as cal
 from irlib.calibration import mitigations as cal_fix
 from irlib.calibration.plot import SurfacePlot, surface_plot
+from irlib.diagnosis import conclude
 from irlib.errors import UsageError
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.k8s import checks as k8s
 from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
 from irlib.profile import Profile
-from irlib.results import Cause, Check, Health, Status, Verdict
+from irlib.results import Cause, Check, Verdict
 from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
@@ -500,16 +501,7 @@ def _stale_calibration(checks: Mapping[str, Check], profile: Profile) -> Cause |
 def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
     """Rank the probable causes supported by the checks and decide the calibration's state."""
     causes = sorted((c for r in RULES if (c := r(checks, profile))), key=lambda c: -c.score)
-    failing = [c.name for c in checks.values() if c.status is Status.FAIL]
-    state = Health.DEGRADED if causes or failing else Health.HEALTHY
-    severity = None if state is Health.HEALTHY else "P2"
-    if causes:
-        summary = f"{state.value}: probable cause {causes[0].id} ({causes[0].title})"
-    elif failing:
-        summary = f"{state.value}: failing checks {', '.join(failing)}"
-    else:
-        summary = f"healthy: {len(checks)} checks passed"
-    return Verdict(state, summary, tuple(causes), severity)
+    return conclude(checks, causes, severity="P2")
 
 
 def validate_parameters(values: Mapping[str, Any]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_pool
 from irlib.k8s import checks as k8s
@@ -24,7 +25,7 @@ from irlib.postgres import mitigations as pg_fix
 from irlib.profile import Profile
 from irlib.prom.checks import check_latency
 from irlib.redis.checks import check_memory
-from irlib.results import Cause, Check, Health, Status, Verdict
+from irlib.results import Cause, Check, Verdict
 from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
@@ -426,16 +427,6 @@ def diagnose(checks: Mapping[str, Check], profile: Profile) -> Verdict:
                 "(P1 runbook) and recent deployments",
             )
         ]
-    failing = [c.name for c in checks.values() if c.status is Status.FAIL]
-    state = Health.DEGRADED if causes or failing else Health.HEALTHY
-    severity = "P2" if state is Health.DEGRADED else None
-    if causes:
-        summary = f"{state.value}: probable cause {causes[0].id} ({causes[0].title})"
-    elif failing:
-        summary = f"{state.value}: failing checks {', '.join(failing)}"
-    else:
-        p99 = _facts(checks, "api latency").get("p99_s")
-        summary = f"healthy: {len(checks)} checks passed" + (
-            f", API p99 {p99:.3f} s" if isinstance(p99, int | float) else ""
-        )
-    return Verdict(state, summary, tuple(causes), severity)
+    p99 = _facts(checks, "api latency").get("p99_s")
+    detail = f", API p99 {p99:.3f} s" if isinstance(p99, int | float) else ""
+    return conclude(checks, causes, severity="P2", healthy_detail=detail)
