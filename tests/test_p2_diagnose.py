@@ -66,26 +66,42 @@ def healthy_checks() -> dict[str, Check]:
     }
 
 
+def statement(
+    *,
+    share: float,
+    recent_mean_ms: float,
+    earlier_mean_ms: float | None,
+    scan_rows: int | None = 2_000_000,
+    existing: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A hot statement as check_top_statements records it: its sample, plan and index."""
+    scans = [] if scan_rows is None else [{"table": "orders", "rows": scan_rows, "filter": "x"}]
+    return {
+        "query": ORDERS_SQL,
+        "calls": 900,
+        "max_ms": recent_mean_ms * 2,
+        "mean_ms": earlier_mean_ms or recent_mean_ms,
+        "recent_calls": 12,
+        "recent_mean_ms": recent_mean_ms,
+        "recent_total_ms": 12 * recent_mean_ms,
+        "earlier_mean_ms": earlier_mean_ms,
+        "growth": round(recent_mean_ms / earlier_mean_ms, 1) if earlier_mean_ms else None,
+        "share": share,
+        "plan": {"node": "Limit", "seq_scans": scans},
+        "suggested_index": {
+            "table": "orders",
+            "columns": ["symbol", "created_at"],
+            "existing": list(existing),
+        },
+    }
+
+
+def with_statement(c: dict[str, Check], row: dict[str, Any]) -> None:
+    c["top statements"] = check("top statements", Status.WARN, hot=[row], slow=[])
+
+
 def slow_query(c: dict[str, Check]) -> None:
-    c["top statements"] = check(
-        "top statements",
-        Status.WARN,
-        slow=[
-            {
-                "query": ORDERS_SQL,
-                "calls": 900,
-                "max_ms": 140.0,
-                "recent_calls": 12,
-                "recent_mean_ms": 55.0,
-                "mean_ms": 4.0,
-                "suggested_index": {
-                    "table": "orders",
-                    "columns": ["symbol", "created_at"],
-                    "existing": [],
-                },
-            }
-        ],
-    )
+    with_statement(c, statement(share=0.97, recent_mean_ms=310.0, earlier_mean_ms=0.2))
 
 
 def lock_contention(c: dict[str, Check]) -> None:
@@ -187,12 +203,67 @@ def test_slow_api_without_an_explanation_is_unknown() -> None:
 
 def test_a_slow_statement_whose_index_exists_recommends_analyze() -> None:
     checks = healthy_checks()
-    slow_query(checks)
-    row = checks["top statements"].facts["slow"][0]
-    row["suggested_index"]["existing"] = ["idx_orders_symbol_created_at"]
-    row["recent_mean_ms"] = 150.0
+    row = statement(
+        share=0.9, recent_mean_ms=150.0, earlier_mean_ms=1.0, existing=("idx_orders_symbol",)
+    )
+    with_statement(checks, row)
     verdict = diagnose(checks, PROFILE)
     assert verdict.top_cause is not None and verdict.top_cause.mitigations == ("analyze:orders",)
+
+
+def top_id(row: dict[str, Any]) -> str | None:
+    checks = healthy_checks()
+    with_statement(checks, row)
+    top = diagnose(checks, PROFILE).top_cause
+    return top.id if top else None
+
+
+def test_a_statement_fast_in_absolute_terms_but_taking_the_databases_time_is_the_cause() -> None:
+    # 4 ms is under the 25 ms threshold: on a fast machine a 2M-row scan is quick, yet it takes
+    # 85% of the database's time and its plan scans the table where an index is missing
+    row = statement(share=0.85, recent_mean_ms=4.0, earlier_mean_ms=None)
+    assert row["recent_mean_ms"] < PROFILE.thresholds.db_statement_mean_ms
+    assert top_id(row) == "slow-query"
+    # so is one that grew 20x against its own earlier mean, though not dominant yet
+    assert top_id(statement(share=0.3, recent_mean_ms=4.0, earlier_mean_ms=0.2)) == "slow-query"
+
+
+def test_a_statement_slow_in_absolute_terms_but_a_small_share_of_the_time_is_not() -> None:
+    # a rare 80 ms report query, 3% of the database's time, no faster or slower than before
+    row = statement(share=0.03, recent_mean_ms=80.0, earlier_mean_ms=78.0)
+    assert row["recent_mean_ms"] > PROFILE.thresholds.db_statement_mean_ms
+    assert top_id(row) is None
+
+
+def test_a_dominant_statement_whose_plan_uses_an_index_or_scans_a_small_table_is_not() -> None:
+    assert (
+        top_id(statement(share=0.9, recent_mean_ms=30.0, earlier_mean_ms=1.0, scan_rows=None))
+        is None
+    )
+    assert (
+        top_id(statement(share=0.9, recent_mean_ms=30.0, earlier_mean_ms=1.0, scan_rows=5000))
+        is None
+    )
+
+
+def test_without_a_plan_share_and_the_missing_index_still_name_the_cause() -> None:
+    row = statement(share=0.9, recent_mean_ms=30.0, earlier_mean_ms=1.0)
+    row["plan"] = {"error": "permission denied"}
+    checks = healthy_checks()
+    with_statement(checks, row)
+    top = diagnose(checks, PROFILE).top_cause
+    assert top is not None and top.id == "slow-query" and "plan unavailable" in top.evidence
+
+
+def test_a_pool_full_of_busy_connections_is_not_connection_exhaustion() -> None:
+    # a slow query fills the api's pool with active queries: the statement is the cause
+    checks = healthy_checks()
+    slow_query(checks)
+    checks["api pool"] = check(
+        "api pool", Status.FAIL, exhausted=True, pool={"in_use": 20, "max_size": 20, "waiting": 90}
+    )
+    verdict = diagnose(checks, PROFILE)
+    assert [c.id for c in verdict.causes[:2]] == ["slow-query", "connection-exhaustion"]
 
 
 @pytest.mark.parametrize(

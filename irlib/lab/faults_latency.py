@@ -56,7 +56,7 @@ def _clear_slow_query(lab: Lab) -> None:
 register(
     Fault(
         "slow-query",
-        f"index {HOT_INDEX} dropped: the API's hot orders query scans 200k rows",
+        f"index {HOT_INDEX} dropped: the API's hot orders query scans 2M rows",
         lambda lab: _sql(lab, f"DROP INDEX IF EXISTS {HOT_INDEX}"),
         _clear_slow_query,
         lambda lab: not _index_exists(lab),

@@ -95,6 +95,8 @@ def start_postgres(config: LabConfig) -> int:
             "-c shared_preload_libraries=pg_stat_statements",
             "-c pg_stat_statements.track=all",
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            # the seed fills tables created in its own transaction: minimal WAL skips logging them
+            "-c wal_level=minimal -c max_wal_senders=0",
             "-c max_connections=100",
         ]
     )

@@ -20,9 +20,19 @@ OperationalError = psycopg.OperationalError
 
 
 def connect(
-    dsn: str, *, timeout_s: float, password_env: str | None = None, autocommit: bool = True
+    dsn: str,
+    *,
+    timeout_s: float,
+    password_env: str | None = None,
+    autocommit: bool = True,
+    read_only: bool = True,
 ) -> psycopg.Connection[dict[str, Any]]:
+    """A connection bounded by connect and statement timeouts; read-only (every transaction
+    refuses writes) unless a mitigation asks for `read_only=False`."""
     kwargs: dict[str, Any] = {}
+    options = f"-c statement_timeout={int(timeout_s * 1000)}"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
     if password_env and os.environ.get(password_env):
         kwargs["password"] = os.environ[password_env]
     conn = psycopg.connect(
@@ -31,7 +41,7 @@ def connect(
         autocommit=autocommit,
         row_factory=dict_row,
         application_name=APPLICATION_NAME,
-        options=f"-c statement_timeout={int(timeout_s * 1000)}",
+        options=options,
         **kwargs,
     )
     return conn

@@ -182,19 +182,76 @@ def _index_columns(conn: Any, table: str) -> list[dict[str, Any]]:
     return rows
 
 
+# pg_stat_statements writes a typed literal (`interval '1 hour'`) as `interval $4`, which
+# PREPARE cannot parse; as a cast (`$4::interval`) it can.
+_TYPED_PARAM = re.compile(
+    r"\b(interval|timestamptz|timestamp|date|time|numeric|text|uuid|jsonb?)\s+\$(\d+)", re.I
+)
+_PARAM = re.compile(r"\$(\d+)")
+PLAN_STATEMENT = "irlib_plan"
+
+
+def _plan(conn: Any, query: str) -> dict[str, Any]:
+    """The generic plan of a normalised statement (EXPLAIN without ANALYZE: nothing runs), and
+    the sequential scans in it with their tables' sizes. Read-only: PREPARE and EXPLAIN write
+    nothing, and the session's statement_timeout bounds them."""
+    text = _TYPED_PARAM.sub(lambda m: f"${m.group(2)}::{m.group(1)}", query)
+    if not text.lstrip().lower().startswith("select"):
+        return {"error": "not a SELECT: not planned"}
+    params = max((int(n) for n in _PARAM.findall(text)), default=0)
+    try:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(
+            sql.SQL("PREPARE {} AS {}").format(sql.Identifier(PLAN_STATEMENT), sql.SQL(text))
+        )
+        try:
+            args = sql.SQL(", ").join([sql.NULL] * params)
+            explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(
+                sql.Identifier(PLAN_STATEMENT)
+            ) + (sql.SQL("({})").format(args) if params else sql.SQL(""))
+            plan = conn.execute(explain).fetchone()
+        finally:
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(PLAN_STATEMENT)))
+            conn.execute("RESET plan_cache_mode")
+    except _client.Error as e:
+        return {"error": _first_line(e)}
+    root = next(iter(plan.values()))[0]["Plan"]
+    scans = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.get("Plans") or [])
+        if node.get("Node Type") == "Seq Scan" and node.get("Relation Name"):
+            scans.append({"table": node["Relation Name"], "filter": node.get("Filter") or ""})
+    for scan in scans:
+        row = conn.execute(
+            "SELECT greatest(c.reltuples, 0)::bigint AS rows FROM pg_class c "
+            "WHERE c.oid = to_regclass(%s)",
+            (scan["table"],),
+        ).fetchone()
+        scan["rows"] = row["rows"] if row else None
+    return {"node": root.get("Node Type"), "seq_scans": scans}
+
+
 def check_top_statements(
     dsn: str,
     *,
     slow_ms: float = 10.0,
     sample_s: float = 2.0,
     limit: int = 10,
+    hot_share: float = 0.1,
     timeout_s: float = 5.0,
     password_env: str | None = None,
 ) -> Check:
     """The seed's `pg_stat_statements ORDER BY mean_time DESC`: calls, mean, max, total; and,
-    because those are cumulative since the last reset, each statement's mean over a
-    `sample_s` window now. A statement whose recent mean passes `slow_ms` is WARN, with the
-    index its WHERE/ORDER BY wants and whether the table has it."""
+    because those are cumulative since the last reset, what each statement did over a
+    `sample_s` window now: its calls, its mean, its share of the database's time, and its
+    growth against its own earlier mean. The hot statements (a share of at least `hot_share`,
+    or a recent mean over `slow_ms`) get the index their WHERE/ORDER BY wants, whether the
+    table has it, and their plan (EXPLAIN, no ANALYZE) with the sequential scans in it.
+    WARN when a hot statement is over `slow_ms` or scans a table whose wanted index is
+    missing; the verdict's rules weigh share, growth and plan, which a machine's speed does
+    not move."""
     name = "top statements"
     t0 = time.monotonic()
     try:
@@ -208,6 +265,8 @@ def check_top_statements(
                 old = before.get(r["queryid"])
                 calls = r["calls"] - (old["calls"] if old else 0)
                 spent = r["total_ms"] - (old["total_ms"] if old else 0.0)
+                earlier = old["mean_ms"] if old and old["calls"] else None
+                recent = spent / calls if calls > 0 else None
                 rows.append(
                     {
                         "query": " ".join(r["query"].split()),
@@ -216,13 +275,25 @@ def check_top_statements(
                         "max_ms": round(r["max_ms"], 3),
                         "total_ms": round(r["total_ms"], 1),
                         "recent_calls": calls,
-                        "recent_mean_ms": round(spent / calls, 3) if calls > 0 else None,
+                        "recent_mean_ms": round(recent, 3) if recent is not None else None,
+                        "recent_total_ms": round(max(spent, 0.0), 3),
+                        "earlier_mean_ms": round(earlier, 3) if earlier is not None else None,
+                        "growth": round(recent / earlier, 1)
+                        if recent is not None and earlier
+                        else None,
                     }
                 )
-            rows.sort(key=lambda r: (-(r["recent_mean_ms"] or -1), -r["mean_ms"]))
-            rows = rows[:limit]
-            slow = [r for r in rows if (r["recent_mean_ms"] or 0) >= slow_ms]
-            for r in slow:
+            sampled = sum(r["recent_total_ms"] for r in rows)
+            for r in rows:
+                r["share"] = round(r["recent_total_ms"] / sampled, 3) if sampled > 0 else 0.0
+            rows.sort(key=lambda r: (-r["share"], -(r["recent_mean_ms"] or -1)))
+            hot = [
+                r
+                for r in rows
+                if r["recent_calls"] > 0
+                and (r["share"] >= hot_share or (r["recent_mean_ms"] or 0) >= slow_ms)
+            ][:5]
+            for r in hot:
                 wanted = suggest_index(r["query"])
                 if wanted:
                     table, columns = wanted
@@ -237,6 +308,8 @@ def check_top_statements(
                         "columns": columns,
                         "existing": covered,
                     }
+                r["plan"] = _plan(conn, r["query"])
+            rows = rows[:limit]
     except (_client.Error, LookupError) as e:
         return Check(
             name,
@@ -246,27 +319,60 @@ def check_top_statements(
             duration_s=time.monotonic() - t0,
             facts={"reachable": False},
         )
-    shown = [{**r, "query": r["query"][:160]} for r in rows]
-    for r in shown:
-        r.pop("suggested_index", None)
+    shown = [
+        {
+            k: v
+            for k, v in {**r, "query": r["query"][:160]}.items()
+            if k not in ("suggested_index", "plan")
+        }
+        for r in rows
+    ]
     title = f"pg_stat_statements, {cols[0]} (ms); recent = the last {sample_s:g} s"
     evidence = [Evidence.table(title, shown)]
-    for r in slow:
+    for r in hot:
         s = r.get("suggested_index")
-        if s:
+        scans = (r.get("plan") or {}).get("seq_scans") or []
+        if s or scans:
             evidence.append(
                 Evidence(
-                    f"index wanted by the slowest statement on {s['table']}",
-                    text=f"{s['table']}({', '.join(s['columns'])}): "
-                    + (f"exists ({', '.join(s['existing'])})" if s["existing"] else "missing"),
+                    f"a hot statement ({r['share']:.0%} of the database's time): plan, index",
+                    text="\n".join(
+                        [r["query"][:200]]
+                        + [
+                            f"plan: Seq Scan on {x['table']} ({x['rows']} rows), {x['filter']}"
+                            for x in scans
+                        ]
+                        + (
+                            [
+                                f"index {s['table']}({', '.join(s['columns'])}): "
+                                + (
+                                    f"exists ({', '.join(s['existing'])})"
+                                    if s["existing"]
+                                    else "missing"
+                                )
+                            ]
+                            if s
+                            else []
+                        )
+                    ),
                 )
             )
-    if slow:
-        top = slow[0]
+    slow = [r for r in hot if (r["recent_mean_ms"] or 0) >= slow_ms]
+    scanning = [
+        r
+        for r in hot
+        if r.get("suggested_index")
+        and not r["suggested_index"]["existing"]
+        and (r.get("plan") or {}).get("seq_scans")
+    ]
+    if slow or scanning:
+        top = (scanning or slow)[0]
         status = Status.WARN
         summary = (
-            f"{len(slow)} statement(s) slower than {slow_ms:g} ms; slowest "
-            f"{top['recent_mean_ms']:.1f} ms mean: {top['query'][:80]}"
+            f"hottest statement {top['share']:.0%} of the database's time, "
+            f"{top['recent_mean_ms']:.1f} ms mean"
+            + (", scans a table without the index it wants" if scanning else "")
+            + f": {top['query'][:80]}"
         )
     else:
         status, summary = Status.OK, f"no statement's recent mean above {slow_ms:g} ms"
@@ -277,7 +383,14 @@ def check_top_statements(
         summary,
         tuple(evidence),
         duration_s=time.monotonic() - t0,
-        facts={"reachable": True, "columns": cols, "statements": rows, "slow": slow},
+        facts={
+            "reachable": True,
+            "columns": cols,
+            "statements": rows,
+            "hot": hot,
+            "slow": slow,
+            "sample_s": sample_s,
+        },
     )
 
 

@@ -115,7 +115,7 @@ def apply_create_index(
     name = index_name(table, columns)
     # autocommit: CREATE INDEX CONCURRENTLY cannot run inside a transaction block
     with _client.connect(
-        dsn, timeout_s=DDL_TIMEOUT_S, password_env=password_env, autocommit=True
+        dsn, timeout_s=DDL_TIMEOUT_S, password_env=password_env, autocommit=True, read_only=False
     ) as conn:
         _checked_index(conn, table, columns)
         try:
@@ -170,7 +170,9 @@ def plan_analyze(
 def apply_analyze(dsn: str, table: str, *, password_env: str | None = None) -> dict[str, Any]:
     valid_identifier(table, "table")
     t0 = time.monotonic()
-    with _client.connect(dsn, timeout_s=DDL_TIMEOUT_S, password_env=password_env) as conn:
+    with _client.connect(
+        dsn, timeout_s=DDL_TIMEOUT_S, password_env=password_env, read_only=False
+    ) as conn:
         _table_columns(conn, table)
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     return {"table": table, "analyzed": True, "duration_s": round(time.monotonic() - t0, 2)}
@@ -222,7 +224,9 @@ def apply_terminate(
     dsn: str, pid: int | str, *, timeout_s: float = 5.0, password_env: str | None = None
 ) -> dict[str, Any]:
     n = valid_pid(pid)
-    with _client.connect(dsn, timeout_s=timeout_s, password_env=password_env) as conn:
+    with _client.connect(
+        dsn, timeout_s=timeout_s, password_env=password_env, read_only=False
+    ) as conn:
         row = _backend(conn, n)  # again: the pid may have gone, or been reused, since the plan
         done = conn.execute(
             "SELECT pg_terminate_backend(%s, %s) AS ok", (n, int(timeout_s * 1000))

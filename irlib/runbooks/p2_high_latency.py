@@ -288,7 +288,9 @@ def _connection_exhaustion(checks: Mapping[str, Check], profile: Profile) -> Cau
     return Cause(
         "connection-exhaustion",
         "database connections used up" + (" by sessions idle in transaction" if culprits else ""),
-        0.85 + (0.05 if culprits else 0.0),
+        # a pool full of busy connections is what any slow query does to it: only sessions
+        # left idle in transaction make the connections themselves the cause
+        0.9 if culprits else 0.6,
         _with_latency(checks, supported + (("active queries",) if culprits else ())),
         f"{where}; {len(culprits)} session(s) idle in transaction "
         f"(by state: {conns.get('by_state', {})}){_p99(checks)}",
@@ -299,43 +301,74 @@ def _connection_exhaustion(checks: Mapping[str, Check], profile: Profile) -> Cau
     )
 
 
+def _large_scans(r: Mapping[str, Any], table: str, min_rows: int) -> list[dict[str, Any]]:
+    """The plan's sequential scans of `table` over at least `min_rows` rows."""
+    scans = (r.get("plan") or {}).get("seq_scans") or []
+    return [x for x in scans if x["table"] == table and (x.get("rows") or 0) >= min_rows]
+
+
+def _statement_weight(r: Mapping[str, Any], t: Any) -> tuple[bool, bool, str]:
+    """Whether a statement dominates the database's time and whether it grew against its own
+    earlier mean, and the line that says so: evidence a machine's speed does not move."""
+    dominant = (r.get("share") or 0.0) >= t.db_statement_share
+    growth = r.get("growth")
+    grew = growth is not None and growth >= t.db_statement_growth
+    said = (
+        f"{r.get('share') or 0:.0%} of the database's time over the sample "
+        f"({r['recent_calls']} calls, {r['recent_mean_ms'] or 0:.1f} ms mean"
+        + (f", {growth:g}x its earlier {r['earlier_mean_ms']:.2f} ms" if growth else "")
+        + ")"
+    )
+    return dominant, grew, said
+
+
 @rule
 def _slow_query(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
-    slow = _facts(checks, "top statements").get("slow", [])
-    if not slow:
-        return None
-    missing = [r for r in slow if r.get("suggested_index") and not r["suggested_index"]["existing"]]
-    limit = profile.thresholds.db_statement_mean_ms
-    if missing:
-        r = missing[0]
-        s = r["suggested_index"]
+    """A hot statement that takes most of the database's time (or grew many times over its
+    own earlier mean), whose plan scans a large table sequentially where the index its filter
+    wants is missing. Its absolute mean only adds weight: it moves with the machine."""
+    t = profile.thresholds
+    for r in _facts(checks, "top statements").get("hot", []):
+        s = r.get("suggested_index")
+        if not s or s["existing"]:
+            continue
+        dominant, grew, said = _statement_weight(r, t)
+        scans = _large_scans(r, s["table"], t.db_seq_scan_rows)
+        planned = "error" not in (r.get("plan") or {"error": "no plan"})
+        if not (dominant or grew) or (planned and not scans):
+            continue
+        slow_abs = (r["recent_mean_ms"] or 0) >= t.db_statement_mean_ms
+        plan = (
+            f"; plan: Seq Scan on {s['table']} ({scans[0]['rows']:,} rows)"
+            if scans
+            else f"; plan unavailable ({(r.get('plan') or {}).get('error')})"
+        )
         return Cause(
             "slow-query",
             f"a hot statement on {s['table']} has no index for its filter",
-            0.8 + (0.05 if r["recent_calls"] >= 5 else 0.0),
+            min(0.95, 0.75 + 0.05 * dominant + 0.05 * grew + 0.05 * bool(scans) + 0.03 * slow_abs),
             _with_latency(checks, ("top statements",)),
-            f"{r['recent_mean_ms']:.1f} ms mean over the last sample ({r['recent_calls']} "
-            f"calls; {r['calls']} calls since reset, max {r['max_ms']:.0f} ms): "
-            f"{r['query'][:120]}; no index on {s['table']}({', '.join(s['columns'])})"
-            f"{_p99(checks)}",
+            f"{said}: {r['query'][:120]}{plan}; no index on {s['table']}"
+            f"({', '.join(s['columns'])}){_p99(checks)}",
             mitigations=(f"create-index:{s['table']}({','.join(s['columns'])})",),
             advice=f"create the index on {s['table']}({', '.join(s['columns'])}) "
-            "CONCURRENTLY, then re-check the statement's mean time",
+            "CONCURRENTLY, then re-check the statement's share of the database's time",
         )
-    very = [r for r in slow if r["recent_mean_ms"] >= 4 * limit and r.get("suggested_index")]
-    if not very:
-        return None
-    r = very[0]
-    table = r["suggested_index"]["table"]
-    return Cause(
-        "slow-query",
-        f"a hot statement on {table} is slow although its index exists",
-        0.5,
-        _with_latency(checks, ("top statements",)),
-        f"{r['recent_mean_ms']:.1f} ms mean: {r['query'][:120]}{_p99(checks)}",
-        mitigations=(f"analyze:{table}",),
-        advice=f"refresh {table}'s statistics (ANALYZE), then read the plan (EXPLAIN ANALYZE)",
-    )
+    for r in _facts(checks, "top statements").get("hot", []):
+        s = r.get("suggested_index")
+        dominant, grew, said = _statement_weight(r, t)
+        if s and s["existing"] and dominant and grew:
+            return Cause(
+                "slow-query",
+                f"a hot statement on {s['table']} is slow although its index exists",
+                0.5,
+                _with_latency(checks, ("top statements",)),
+                f"{said}: {r['query'][:120]}{_p99(checks)}",
+                mitigations=(f"analyze:{s['table']}",),
+                advice=f"refresh {s['table']}'s statistics (ANALYZE), then read the plan "
+                "(EXPLAIN ANALYZE)",
+            )
+    return None
 
 
 def _hot_apps(
