@@ -255,6 +255,26 @@ def test_without_a_plan_share_and_the_missing_index_still_name_the_cause() -> No
     assert top is not None and top.id == "slow-query" and "plan unavailable" in top.evidence
 
 
+def test_a_pool_waiting_on_another_apps_lock_is_lock_contention_first() -> None:
+    # the lab's pair lock-contention + redis-memory-pressure: the pool fills with queries that
+    # wait on nightly-report's lock; redis-memory-pressure must still come second
+    checks = healthy_checks()
+    lock_contention(checks)
+    redis_memory_pressure(checks)
+    checks["api pool"] = check(
+        "api pool", Status.FAIL, exhausted=True, pool={"in_use": 20, "max_size": 20, "waiting": 50}
+    )
+    checks["active queries"] = check(
+        "active queries",
+        idle_in_transaction=[
+            {"pid": 4242, "application_name": "nightly-report", "state": "idle in transaction"}
+        ],
+        long=[],
+    )
+    verdict = diagnose(checks, PROFILE)
+    assert [c.id for c in verdict.causes[:2]] == ["lock-contention", "redis-memory-pressure"]
+
+
 def test_a_pool_full_of_busy_connections_is_not_connection_exhaustion() -> None:
     # a slow query fills the api's pool with active queries: the statement is the cause
     checks = healthy_checks()

@@ -288,9 +288,11 @@ def _connection_exhaustion(checks: Mapping[str, Check], profile: Profile) -> Cau
     return Cause(
         "connection-exhaustion",
         "database connections used up" + (" by sessions idle in transaction" if culprits else ""),
-        # a pool full of busy connections is what any slow query does to it: only sessions
-        # left idle in transaction make the connections themselves the cause
-        0.9 if culprits else 0.6,
+        # a pool full of busy connections is what any slow query or lock does to it: only the
+        # api's own sessions left idle in transaction (or idle ones filling the server) make
+        # the connections themselves the cause; another app's idle transaction that holds a
+        # lock is lock-contention's finding
+        0.9 if ours or (server_full and idle_tx) else 0.6,
         _with_latency(checks, supported + (("active queries",) if culprits else ())),
         f"{where}; {len(culprits)} session(s) idle in transaction "
         f"(by state: {conns.get('by_state', {})}){_p99(checks)}",
