@@ -127,3 +127,18 @@ def silent_port() -> Iterator[int]:
     for s in held:
         s.close()
     server.close()
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[list[int]]:
+    """Every core of the machine busy: one spinning process per core, at the same priority
+    as the lab and the runbooks, started here and stopped by pid. A verdict that holds only
+    on an idle machine fails under it."""
+    spin = "while True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        yield [p.pid for p in hogs]
+    finally:
+        for p in hogs:
+            p.kill()
+            p.wait()

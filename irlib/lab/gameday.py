@@ -69,6 +69,12 @@ class Cell:
     time_to_verdict_s: float | None  # from the start of the injection to the recorded verdict
     run_dir: str  # relative to the drill folder
     reason: str | None = None
+    # The margin: how clearly the verdict names the fault. Its cause's score, the runner-up's
+    # and the evidence line (the symptom as the runbook measured it).
+    score: float | None = None
+    runner_up: str | None = None
+    runner_up_score: float | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,8 @@ def _cell(name: str, runbook: str, result: Any, injected_at: datetime, drill_dir
         at = datetime.fromisoformat(verdicts[-1]["at"])
         took = round((at - injected_at).total_seconds(), 1)
     outcome = CRASHED if result.status == "crashed" else DIAGNOSED if top == name else MISSED
+    own = next((c for c in causes if c["id"] == name), None)
+    other = next((c for c in causes if c["id"] != name), None)
     return Cell(
         name,
         runbook,
@@ -348,6 +356,10 @@ def _cell(name: str, runbook: str, result: Any, injected_at: datetime, drill_dir
         took,
         result.run_dir.relative_to(drill_dir).as_posix(),
         result.reason,
+        score=own["score"] if own else None,
+        runner_up=other["id"] if other else None,
+        runner_up_score=other["score"] if other else None,
+        evidence=own["evidence"] if own else None,
     )
 
 

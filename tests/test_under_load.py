@@ -1,0 +1,31 @@
+"""No false alarm on a busy machine: with every core spinning (the `cpu_hog` fixture), each
+runbook's own notebook on a healthy lab says healthy and exits 0.
+
+The fault drill under the same hog (25 of 25 diagnosed) is in tests/test_drill.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from irlib.runbooks import SCENARIOS
+
+from .conftest import LabHandle, irlib
+
+
+@pytest.mark.parametrize("runbook", list(SCENARIOS), ids=list(SCENARIOS))
+def test_each_runbook_on_a_healthy_lab_is_healthy_with_every_core_busy(
+    lab: LabHandle, tmp_path: Path, cpu_hog: list[int], runbook: str
+) -> None:
+    assert json.loads(lab.irlib("lab", "status", "--json").stdout)["faults"] == []
+    result = irlib("run", runbook, "--outputs", str(tmp_path), env=lab.env, timeout=300)
+    assert result.stdout, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    results = json.loads((run_dir / "results.json").read_text())
+    verdict = results["verdict"]
+    assert result.returncode == 0, json.dumps(verdict, indent=1)
+    assert verdict["state"] == "healthy" and verdict["causes"] == []
+    assert verdict["could_not_check"] == []
