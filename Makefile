@@ -23,10 +23,11 @@ system-packages:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The runtime, the drill lab (the `lab` extra) and the test tools, editable.
+$(VENV)/.installed: pyproject.toml setup.py
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[lab,test]'
 	@touch $@
 
 # The browser test (tests/test_jupyterlab.py) starts JupyterLab from its own venv and drives it
@@ -39,7 +40,7 @@ demo: setup
 
 # JupyterLab lives in its own venv: imported beside papermill it slows every headless run
 # (DESIGN.md); drills never need it, CI only for the browser test.
-$(LAB_VENV)/.installed: pyproject.toml
+$(LAB_VENV)/.installed: pyproject.toml setup.py
 	@test -x $(LAB_VENV)/bin/python || python3 -m venv $(LAB_VENV)
 	$(LAB_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LAB_VENV)/bin/python -m pip install -q jupyterlab -e .
