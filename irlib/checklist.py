@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from irlib.errors import UsageError
-from irlib.results import utcnow
+from irlib.io import utcnow
 
 KIND = "checklist"
 

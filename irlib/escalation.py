@@ -12,16 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from irlib import io
 from irlib.errors import UsageError
-from irlib.incident import (
-    RECORD,
-    SAFE_ID,
-    Entry,
-    Incident,
-    as_utc,
-    load,
-    outputs_dir,
-)
+from irlib.incident import RECORD, Entry, Incident, as_utc, load
 from irlib.profile import IncidentSettings
 
 
@@ -211,8 +204,8 @@ def escalation_for(
 ) -> Escalation | None:
     """The escalation of the open incident `incident_id`, for a runbook's verdict cell; None
     when there is no such record or it is resolved (nothing then changes in the cell)."""
-    root = outputs_dir(outputs)
-    if not SAFE_ID.match(incident_id) or not (root / incident_id / RECORD).is_file():
+    root = io.outputs_root(outputs)
+    if not io.SAFE_NAME.match(incident_id) or not (root / incident_id / RECORD).is_file():
         return None
     try:
         incident = load(root, incident_id)

@@ -13,11 +13,13 @@ import html
 import json
 import os
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-RUN_DIR_ENV = "IRLIB_RUN_DIR"  # set by the runner: where events.jsonl goes
+from irlib import io
+from irlib.io import RUN_DIR_ENV  # set by the runner: where events.jsonl goes
+
 REDACT_ENVS_ENV = "IRLIB_REDACT_ENVS"  # comma-separated env-var names holding secrets
 EVENTS_FILE = "events.jsonl"
 KINDS = ("run", "check", "verdict", "mitigation")
@@ -38,7 +40,7 @@ def record(
     """Record one fact of this run: durably in the run folder when run by `irlib run` (or in
     `run_dir`, an interactive session's folder), else in memory. `secret_envs` name env vars
     whose values are redacted, besides those of `$IRLIB_REDACT_ENVS`."""
-    entry = {"kind": kind, "at": datetime.now(UTC).isoformat(), "data": _jsonable(data)}
+    entry = {"kind": kind, "at": io.utcnow().isoformat(), "data": _jsonable(data)}
     entry = redact_value(entry, secret_values([*_redact_env_names(), *secret_envs]))
     run_dir = run_dir or os.environ.get(RUN_DIR_ENV)
     if not run_dir:
@@ -49,12 +51,8 @@ def record(
 
 def append_record(path: Path, entry: Mapping[str, Any]) -> None:
     """Append one line and fsync it: a cell that times out or a kernel that dies next loses
-    nothing recorded before."""
-    line = json.dumps(entry, ensure_ascii=False, sort_keys=False) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    nothing recorded before (irlib.io.append_jsonl)."""
+    io.append_jsonl(path, [entry])
 
 
 def records(kind: str | None = None) -> list[dict[str, Any]]:
@@ -65,20 +63,9 @@ def records(kind: str | None = None) -> list[dict[str, Any]]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every complete record in `path`; a line torn by a dying kernel is skipped, not fatal."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    found = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and "kind" in entry:
-            found.append(entry)
-    return found
+    """Every complete record in `path`; a line torn by a dying kernel is skipped, not fatal
+    (irlib.io.read_jsonl)."""
+    return [entry for entry in io.read_jsonl(path) if "kind" in entry]
 
 
 def clear() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from irlib.errors import UsageError
-from irlib.results import utcnow
+from irlib.io import utcnow
 
 _NAME = r"(?P<target>[a-z0-9][a-z0-9.-]*)"  # a Kubernetes object name
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,62}"  # a plain SQL identifier (quoted again when used)

@@ -6,29 +6,25 @@ Talks only to those files: never to a target system or the network, and never wr
 
 from __future__ import annotations
 
-import fcntl
-import getpass
 import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from irlib import io
 from irlib.errors import UsageError
+from irlib.io import utcnow
 from irlib.profile import IncidentSettings
 
 RECORD = "incident.json"
 TIMELINE = "timeline.jsonl"
-OUTPUTS_ENV = "IRLIB_OUTPUTS"
-RUN_DIR_ENV = "IRLIB_RUN_DIR"  # as in irlib.evidence, without importing it
 STAGES = ("alert", "acknowledge", "investigate", "mitigate", "resolve")
 STAMPS = {"ack": "acknowledged", "mitigated": "mitigated", "resolved": "resolved"}
 ID_PATTERN = re.compile(r"^INC-(\d{4})-(\d{4,})$")
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RANK = {s: i for i, s in enumerate(STAGES)}
 # The stage an entry of each kind moves the incident to, at least; other kinds (notes,
 # messages) belong to the stage the incident is in.
@@ -44,37 +40,12 @@ _FLOOR = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def as_utc(at: datetime | None) -> datetime:
     if at is None:
         return utcnow()
     if at.tzinfo is None:
         raise UsageError(f"time {at} has no timezone; irlib's times are UTC")
     return at.astimezone(UTC)
-
-
-def operator_name() -> str:
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except (OSError, KeyError):  # no passwd entry for this uid, as in some containers
-        return "unknown"
-
-
-def outputs_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where incidents live: `explicit`; in a run, the parent of the run's incident folder;
-    else $IRLIB_OUTPUTS; else `outputs/` at the repository root (notebooks run in notebooks/)."""
-    if explicit:
-        return Path(explicit)
-    run_dir = os.environ.get(RUN_DIR_ENV)
-    if run_dir:
-        return Path(run_dir).resolve().parent.parent
-    if os.environ.get(OUTPUTS_ENV):
-        return Path(os.environ[OUTPUTS_ENV])
-    root = Path(__file__).resolve().parent.parent
-    return root / "outputs" if (root / "pyproject.toml").is_file() else Path("outputs")
 
 
 def settings_from(profile_path: str | os.PathLike[str] | None = None) -> IncidentSettings:
@@ -263,7 +234,7 @@ def _applies_fix(e: Entry) -> bool:
 def folder_of(outputs: str | os.PathLike[str], incident_id: str) -> Path:
     """The incident's folder; UsageError when no incident of that id was opened there."""
     folder = Path(outputs) / incident_id
-    if not SAFE_ID.match(incident_id) or not (folder / RECORD).is_file():
+    if not io.SAFE_NAME.match(incident_id) or not (folder / RECORD).is_file():
         known = ", ".join(list_ids(outputs)[-5:]) or "none"
         raise UsageError(
             f"no incident {incident_id!r} under {outputs} (latest: {known}); "
@@ -274,7 +245,7 @@ def folder_of(outputs: str | os.PathLike[str], incident_id: str) -> Path:
 
 def load(outputs: str | os.PathLike[str], incident_id: str) -> Incident:
     folder = folder_of(outputs, incident_id)
-    return _incident(folder, _read_entries(folder / TIMELINE))
+    return _incident(folder, _entries(io.read_jsonl(folder / TIMELINE)))
 
 
 def list_ids(outputs: str | os.PathLike[str]) -> list[str]:
@@ -301,31 +272,16 @@ def _incident(folder: Path, entries: list[Entry]) -> Incident:
     return Incident(record, ordered, folder)
 
 
-def _parse(text: str) -> list[Entry]:
-    """Every complete entry; a line torn by a process killed mid-write is skipped."""
+def _entries(records: Iterable[Mapping[str, Any]]) -> list[Entry]:
+    """Every complete entry: a line torn by a process killed mid-write is skipped (irlib.io's
+    JSONL readers), and so is a record that is not an entry."""
     entries = []
-    for line in text.splitlines():
+    for data in records:
         try:
-            entries.append(Entry.from_dict(json.loads(line)))
+            entries.append(Entry.from_dict(data))
         except (ValueError, TypeError, KeyError):
             continue
     return entries
-
-
-def _read_entries(path: Path) -> list[Entry]:
-    try:
-        return _parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-
-
-@contextmanager
-def _exclusive(path: Path) -> Any:
-    """An exclusive flock on `path` for the block, released when its file closes."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    with os.fdopen(fd, "r+", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield f
 
 
 @dataclass(frozen=True)
@@ -348,13 +304,11 @@ def append_with(
     """Append what `make` returns, seeing the timeline as it is under the lock: a check that
     raises UsageError there changes nothing, and two processes never interleave."""
     folder = folder_of(outputs, incident_id)
-    with _exclusive(folder / TIMELINE) as f:
-        text = f.read()
-        entries = _parse(text)
+    with io.locked(folder / TIMELINE) as f:
+        entries = _entries(io.parse_jsonl(f.read()))
         new = list(make(_incident(folder, entries)))
         written: list[Entry] = []
         seq = max((e.seq for e in entries), default=0)
-        lines = "\n" if text and not text.endswith("\n") else ""  # after a torn last line
         for item in new:
             at = as_utc(item.at)
             before = [e for e in entries if e.at <= at]
@@ -367,16 +321,13 @@ def append_with(
                 item.kind,
                 max(current, floor, key=_RANK.__getitem__),
                 item.text,
-                by or operator_name(),
+                io.operator_name(by),
                 dict(item.data),
             )
             entries.append(entry)
             written.append(entry)
-            lines += json.dumps(entry.to_dict(), ensure_ascii=False) + "\n"
-        if lines.strip():
-            f.write(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        # by another handle, under this one's lock; after a torn last line, on a new line
+        io.append_jsonl(folder / TIMELINE, [e.to_dict() for e in written])
     return written
 
 
@@ -410,10 +361,10 @@ def open_incident(
     level = settings.severity(severity)
     if not title.strip():
         raise UsageError("an incident needs a --title saying what is wrong")
-    now, by = as_utc(now), by or operator_name()
+    now, by = as_utc(now), io.operator_name(by)
     root = Path(outputs)
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / f".incident-seq-{now.year}.lock"):
+    with io.locked(root / f".incident-seq-{now.year}.lock"):
         taken = [
             int(m.group(2))
             for p in root.iterdir()
@@ -437,22 +388,11 @@ def open_incident(
             impact.strip(),
             by,
         )
-        _write_once(folder / RECORD, record.to_dict())
+        # written once: os.link fails if it exists, so a record is never overwritten
+        io.write_json_atomic(folder / RECORD, record.to_dict(), fsync=True, overwrite=False)
     text = f"Incident opened ({level.name}, {level.impact}): {record.title}"
     append(root, record.id, "opened", text, data=record.to_dict(), by=by, now=now)
     return load(root, record.id)
-
-
-def _write_once(path: Path, value: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.link(tmp, path)  # fails if it exists: a record is never overwritten
-    finally:
-        tmp.unlink()
 
 
 def stamp(
@@ -468,7 +408,7 @@ def stamp(
     """Mark the incident acknowledged, mitigated or resolved, once each, never after resolved."""
     if kind not in STAMPS.values():
         raise UsageError(f"cannot stamp {kind!r}; one of {', '.join(STAMPS.values())}")
-    by = by or operator_name()
+    by = io.operator_name(by)
     said = text.strip() or str((data or {}).get("resolution") or "")
     default = {
         "acknowledged": f"Acknowledged by {by}",

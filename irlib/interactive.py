@@ -11,29 +11,24 @@ archive step. Reads and writes files only; never imports JupyterLab.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import evidence
+from irlib import evidence, io
 from irlib.errors import UsageError
-from irlib.results import utcnow
+from irlib.io import utcnow
 
 SESSION_ENV = "JPY_SESSION_NAME"  # set by jupyter_server in a notebook's kernel: its path
-OUTPUTS_ENV = "IRLIB_OUTPUTS"
 MARKER = "application/vnd.irlib.run+json"  # the output that ties a saved notebook to its folder
 MODE = "interactive"
 HOOK = "irlib.interactive.post_save_hook"
 DECISIONS_TAG = "irlib-decisions"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 log = logging.getLogger(__name__)
 
 
@@ -44,14 +39,6 @@ def session_notebook() -> Path | None:
         return None
     name = os.environ.get(SESSION_ENV, "")
     return Path(name).resolve() if name.endswith(".ipynb") else None
-
-
-def outputs_root() -> Path:
-    """$IRLIB_OUTPUTS, else `outputs/` at the repository root (as `irlib run` from there)."""
-    if os.environ.get(OUTPUTS_ENV):
-        return Path(os.environ[OUTPUTS_ENV]).resolve()
-    root = Path(__file__).resolve().parent.parent
-    return root / "outputs" if (root / "pyproject.toml").is_file() else Path("outputs").resolve()
 
 
 @dataclass(frozen=True)
@@ -99,13 +86,15 @@ def start(
     notebook = session_notebook()
     if notebook is None:
         return None
-    if not _SAFE_NAME.match(incident):  # it becomes a folder name
-        raise UsageError(f"incident {incident!r}: use letters, digits, '.', '_' and '-' only")
+    io.check_safe_name(incident, "incident")  # it becomes a folder name
     from irlib.runner import _env_names, make_run_dir
 
     secret_envs = _env_names(profile.to_dict())  # as `irlib run` redacts for this profile
 
-    run_dir = make_run_dir(outputs_root() / incident, utcnow(), f"{runbook}-{MODE}")
+    # $IRLIB_OUTPUTS, else `outputs/` at the repository root, as `irlib run` from there
+    # ($IRLIB_RUN_DIR is not set: under `irlib run` there is no session)
+    outputs = io.outputs_root().resolve()
+    run_dir = make_run_dir(outputs / incident, utcnow(), f"{runbook}-{MODE}")
     profile_path = profile_path or os.environ.get("IRLIB_PROFILE")
     return Session(
         run_dir,
@@ -128,7 +117,10 @@ def archive(run_dir: Path, saved: Any | None = None) -> Any:
     run_dir = Path(run_dir)
     if not (run_dir / evidence.EVENTS_FILE).is_file():
         return None
-    with _locked(run_dir):
+    # one archive at a time per folder: the server's save hook and the kernel both write it;
+    # the lock is on events.jsonl (advisory: the kernel's appends go on), not a file of its
+    # own that the manifest would list
+    with io.locked(run_dir / evidence.EVENTS_FILE):
         events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
         run = _session_record(events)
         if run is None:
@@ -157,19 +149,6 @@ def archive(run_dir: Path, saved: Any | None = None) -> Any:
         )
 
 
-@contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """One archive at a time per folder: the server's save hook and the kernel both write it.
-    The lock is on events.jsonl (advisory: the kernel's appends go on), not a file of its own
-    that the manifest would list."""
-    with open(run_dir / evidence.EVENTS_FILE, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _session_record(events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     runs = [e["data"] for e in events if e["kind"] == "run" and e["data"].get("mode") == MODE]
     return runs[0] if runs else None
@@ -196,9 +175,8 @@ def _write_notebook(path: Path, saved: Any, events: list[dict[str, Any]]) -> Non
         "mode": MODE,
         "saved_at": utcnow().isoformat(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    text = nbformat.writes(nb)
+    io.write_atomic(path, text if text.endswith("\n") else text + "\n")  # as nbformat.write
 
 
 def decisions_markdown(events: Iterable[Mapping[str, Any]]) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import comms, escalation
+from irlib import comms, escalation, io
 from irlib import incident as inc
 from irlib.profile import IncidentSettings
 
@@ -245,8 +245,8 @@ class PostMortem:
     def write(self) -> Written:
         """postmortem.md and postmortem.html in the incident's folder (links are relative)."""
         md, page = self.incident.folder / MARKDOWN, self.incident.folder / HTML
-        _write(md, self.markdown())
-        _write(page, self.html())
+        io.write_atomic(md, self.markdown())
+        io.write_atomic(page, self.html())
         return Written((md, page), sum(r.verified for r in self.runs), len(self.runs))
 
     def _repr_markdown_(self) -> str:
@@ -301,12 +301,12 @@ def assemble(
     now: datetime | None = None,
 ) -> PostMortem | NoIncident:
     """The post-mortem of `incident_id` (None: the latest incident under the outputs dir)."""
-    root = inc.outputs_dir(outputs_dir)
+    root = io.outputs_root(outputs_dir)
     incident_id = incident_id or inc.latest_id(root)
     if incident_id is None:
         return NoIncident(root)
     incident = inc.load(root, incident_id)
-    running = os.environ.get(inc.RUN_DIR_ENV)  # a post-mortem run's own folder is not done yet
+    running = os.environ.get(io.RUN_DIR_ENV)  # a post-mortem run's own folder is not done yet
     runs = tuple(
         verify_run(p)
         for p in incident.runs
@@ -369,9 +369,3 @@ def _html_block(block: Block) -> str:
         box = '<input type="checkbox" disabled> ' if block.checklist else ""
         return "<ul>" + "".join(f"<li>{box}{_html_text(x)}</li>" for x in block.lines) + "</ul>"
     return f"<p>{html.escape(block)}</p>"
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -9,8 +9,10 @@ import enum
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from irlib.io import utcnow
 
 
 class Status(enum.Enum):
@@ -38,10 +40,6 @@ _COLOUR = {
     Status.ERROR: "#e2d9f3",
     Status.FAIL: "#f8d7da",
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _jsonable(value: Any) -> Any:

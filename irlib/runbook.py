@@ -14,7 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from irlib.results import Check, Status, utcnow
+from irlib.io import operator_name, utcnow
+from irlib.results import Check, Status
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -142,15 +143,13 @@ class Runbook:
         confirm: Iterable[str] = (),
         timeout_s: float | None = None,
     ) -> None:
-        import getpass
-
         from irlib import interactive
         from irlib.guard import Guard, parse_mitigation_id
         from irlib.profile import load_profile
 
         self.profile = load_profile(profile_path)
         self.incident = incident
-        self.operator = operator or getpass.getuser()
+        self.operator = operator_name(operator)
         self.timeout_s = timeout_s or self.profile.timeouts.check_s
         # In JupyterLab: this session's own evidence folder, as `irlib run` makes (else None).
         self.session = interactive.start(self.name, incident, self.profile, profile_path)

@@ -8,25 +8,22 @@ a run starts, so that `irlib --help` stays fast.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import html
-import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import __version__, evidence
+from irlib import __version__, evidence, io
 from irlib.errors import UsageError
 from irlib.guard import parse_mitigation_id
 from irlib.params import read_parameters, validate
@@ -45,7 +42,6 @@ RESULTS = "results.json"
 MANIFEST = "manifest.json"
 HEALTHY = "healthy"
 EXIT_HEALTHY, EXIT_PROBLEM, EXIT_CRASHED = 0, 1, 3
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # runbook and incident become paths
 
 
 def print_to_stderr(message: str) -> None:
@@ -99,7 +95,7 @@ def run_runbook(
     working directory while it runs.
     """
     plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
-    started = datetime.now(UTC)
+    started = io.utcnow()
     folder = Path(parent) if parent is not None else Path(outputs) / plan.incident
     run_dir = make_run_dir(folder.resolve(), started, label or plan.runbook)
     log(
@@ -117,7 +113,7 @@ def run_runbook(
     )
     t0 = time.monotonic()
     reason = _execute(plan, run_dir, execution_timeout_s)
-    finished = datetime.now(UTC)
+    finished = io.utcnow()
     result = _archive(plan, run_dir, reason, started, finished, time.monotonic() - t0)
     _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
@@ -164,10 +160,8 @@ def _plan(
     profile_arg = profile or os.environ.get("IRLIB_PROFILE") or None
     loaded = load_profile(profile_arg)  # None: its error says to pass --profile
     profile_path = Path(str(profile_arg)).resolve()
-    incident = incident or "adhoc"
-    if not _SAFE_NAME.match(incident):
-        raise UsageError(f"incident {incident!r}: use letters, digits, '.', '_' and '-' only")
-    operator = operator or _default_operator()
+    incident = io.check_safe_name(incident or "adhoc", "incident")  # it becomes a folder name
+    operator = io.operator_name(operator)
     for mitigation in confirm:  # a typo here would otherwise surface only mid-run
         parse_mitigation_id(mitigation)
     declared = read_parameters(notebook)
@@ -217,19 +211,12 @@ def _scenario_validate(runbook: str, values: Mapping[str, Any]) -> None:
 def _resolve_notebook(runbook: str, notebooks_dir: Path) -> Path:
     available = sorted(p.stem for p in notebooks_dir.glob("*.ipynb"))
     path = notebooks_dir / f"{runbook}.ipynb"
-    if not _SAFE_NAME.match(runbook) or not path.is_file():
+    if not io.SAFE_NAME.match(runbook) or not path.is_file():  # it becomes a path
         raise UsageError(
             f"unknown runbook {runbook!r}; available: {', '.join(available) or 'none'} "
             f"(in {notebooks_dir})"
         )
     return path
-
-
-def _default_operator() -> str:
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except (OSError, KeyError):  # no passwd entry for this uid, as in some containers
-        return "unknown"
 
 
 def _env_names(value: Any, key: str = "") -> list[str]:
@@ -433,10 +420,10 @@ def archive(
         **({"checklist": checklists[-1]} if checklists else {}),
         **(extra or {}),
     }
-    _write_json(run_dir / RESULTS, evidence.redact_value(results, secrets))
+    io.write_json_atomic(run_dir / RESULTS, evidence.redact_value(results, secrets))
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
         evidence.redact_file(path, secrets)
-    _write_json(run_dir / MANIFEST, _manifest(source, run_dir))
+    io.write_json_atomic(run_dir / MANIFEST, _manifest(source, run_dir))
     return RunResult(run_dir, exit_code, status, verdict, reason)
 
 
@@ -473,12 +460,6 @@ def _files(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _manifest(source: Path, run_dir: Path) -> dict[str, Any]:
     import nbclient
     import nbconvert
@@ -503,7 +484,7 @@ def _manifest(source: Path, run_dir: Path) -> dict[str, Any]:
         "papermill_version": papermill.__version__,
         "nbclient_version": nbclient.__version__,
         "nbconvert_version": nbconvert.__version__,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": io.utcnow().isoformat(),
     }
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from irlib import evidence
 from irlib.drills import HEALTH, HEALTH_NOTEBOOK, day_folder
-from irlib.results import Cause, Check, Health, Status, Verdict, utcnow
+from irlib.io import utcnow
+from irlib.results import Cause, Check, Health, Status, Verdict
 from irlib.runbook import Step
 from irlib.runbooks import SCENARIOS, Scenario, get_scenario
 

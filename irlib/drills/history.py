@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from irlib.drills import DRILLS_DIR, FAULTS, HEALTH, MATRIX_JSON, drills_root
-from irlib.results import utcnow
+from irlib.io import utcnow
 from irlib.runbooks import SCENARIOS
 
 if TYPE_CHECKING:

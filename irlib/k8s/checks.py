@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from irlib.k8s._client import ApiError, Kube, age, parse_time
+from irlib.k8s.quantity import cpu_millicores, memory_bytes
 from irlib.results import Check, Evidence, Status
 
 TARGET = "kubernetes"
@@ -348,29 +349,6 @@ def check_rollout_history(kube: Kube, *, deployment: str) -> Check:
 
 
 # -- resource use ------------------------------------------------------------------------------
-
-_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
-
-
-def cpu_millicores(q: str | None) -> float:
-    if not q:
-        return 0.0
-    if q.endswith("n"):
-        return float(q[:-1]) / 1e6
-    if q.endswith("u"):
-        return float(q[:-1]) / 1e3
-    if q.endswith("m"):
-        return float(q[:-1])
-    return float(q) * 1000
-
-
-def memory_bytes(q: str | None) -> float:
-    if not q:
-        return 0.0
-    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", q)
-    if not m:
-        return 0.0
-    return float(m.group(1)) * _UNITS.get(m.group(2), 1)
 
 
 def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9, app_label: str = "app") -> Check:

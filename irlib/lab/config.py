@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from irlib.io import write_json_atomic
 
 HOST = "127.0.0.1"
 NAMESPACE = "trading"
@@ -80,7 +81,8 @@ class LabConfig:
         return Path(self.state_dir) / "kubeconfig"
 
     def save(self) -> None:
-        write_json_atomic(self.path, asdict(self))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path, asdict(self), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LabConfig:
@@ -88,15 +90,6 @@ class LabConfig:
         if path.is_dir():
             path = path / "lab.json"
         return cls(**json.loads(path.read_text()))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader never sees half a file (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def read_control(config: LabConfig) -> dict[str, Any]:
@@ -116,4 +109,6 @@ def read_control(config: LabConfig) -> dict[str, Any]:
 
 
 def write_control(config: LabConfig, control: dict[str, Any]) -> None:
-    write_json_atomic(config.control_file, control)
+    """Switch faults: a process re-reading control.json sees the old switches or the new."""
+    config.control_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(config.control_file, control, sort_keys=True)

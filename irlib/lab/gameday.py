@@ -7,17 +7,15 @@ it injects is cleared, even on Ctrl-C.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import evidence, runner
+from irlib import evidence, io, runner
 from irlib.drills import FAULTS, MATRIX_JSON, MATRIX_MD, day_folder
 from irlib.errors import LabError, UsageError
 from irlib.lab import faults as lab_faults
@@ -227,7 +225,7 @@ def run_fault_drill(
             "clear them first (`irlib lab clear`)"
         )
     _wait_healthy(lab)
-    started = datetime.now(UTC)
+    started = io.utcnow()
     from irlib.runner import make_run_dir
 
     drill_dir = make_run_dir(day_folder(outputs, started), started, FAULTS)
@@ -252,7 +250,7 @@ def run_fault_drill(
         matrix.broke = "interrupted by the operator (Ctrl-C)"
         lab_faults.clear(lab)
     finally:
-        matrix.finished_at = datetime.now(UTC)
+        matrix.finished_at = io.utcnow()
         matrix.duration_s = time.monotonic() - t0
         _archive(matrix)
     return matrix
@@ -290,7 +288,7 @@ def _drill_one(
 ) -> FaultTiming:
     from irlib.runner import run_runbook
 
-    t0, injected_at = time.monotonic(), datetime.now(UTC)
+    t0, injected_at = time.monotonic(), io.utcnow()
     inject_s = clear_s = 0.0
     error = None
     try:
@@ -372,11 +370,8 @@ def _wait_healthy(lab: Lab) -> None:
 
 
 def _archive(matrix: Matrix) -> None:
-    data = json.dumps(matrix.to_dict(), indent=2) + "\n"
-    for path, text in ((MATRIX_JSON, data), (MATRIX_MD, matrix.markdown())):
-        tmp = matrix.drill_dir / (path + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, matrix.drill_dir / path)
+    io.write_json_atomic(matrix.drill_dir / MATRIX_JSON, matrix.to_dict())
+    io.write_atomic(matrix.drill_dir / MATRIX_MD, matrix.markdown())
 
 
 @contextmanager

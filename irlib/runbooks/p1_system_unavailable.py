@@ -16,6 +16,7 @@ from typing import Any
 from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_endpoint
+from irlib.io import utcnow
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
 from irlib.k8s._client import Kube
@@ -23,7 +24,7 @@ from irlib.mitigation import MitigationPanel
 from irlib.postgres.checks import check_connection_count, check_connectivity
 from irlib.profile import Profile
 from irlib.redis.checks import check_ping
-from irlib.results import Cause, Check, Health, Status, Verdict, utcnow
+from irlib.results import Cause, Check, Health, Status, Verdict
 from irlib.results import facts_of as _facts
 from irlib.runbook import Runbook, Step
 

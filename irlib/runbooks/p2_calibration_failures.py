@@ -18,6 +18,7 @@ from irlib.diagnosis import conclude
 from irlib.errors import UsageError
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.k8s import checks as k8s
+from irlib.k8s import quantity
 from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
 from irlib.profile import Profile
@@ -304,18 +305,18 @@ def rule(fn: Rule) -> Rule:
 
 BATCH = re.compile(r"batch_size=(\d+)")
 WORKING_SET = re.compile(r"working set ([\d.]+\s*[KMGT]i)")
-_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_UNIT_GAP = re.compile(r"(?<=[\d.])\s+(?=[A-Za-z]+$)")  # "3.1 Gi", as a log line may write it
 
 
-def _bytes(quantity: str) -> float | None:
-    m = re.fullmatch(r"([\d.]+)\s*([KMGT]i)", quantity.strip())
-    return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+def _bytes(text: str) -> float | None:
+    """A memory quantity in bytes, also as a log line spells it ("3.1 Gi"); None if it is none."""
+    return quantity.parse_or_none(_UNIT_GAP.sub("", text.strip()))
 
 
 def batch_bound(batch: int, working_set: str, limit: str, headroom: float = 0.7) -> int | None:
     """The largest batch whose estimated working set fits in `headroom` of the limit."""
     ws, lim = _bytes(working_set), _bytes(limit)
-    if not ws or not lim or batch <= 0:
+    if not ws or not lim or ws < 0 or lim < 0 or batch <= 0:
         return None
     per = ws / batch
     return max(1, int(lim * headroom / per) // 50 * 50 or int(lim * headroom / per))

@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from irlib.io import utcnow
 from irlib.lab.config import LabConfig
 
 T = TypeVar("T")
@@ -48,17 +49,13 @@ def setup_logging() -> None:
     )
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def iso(ts: dt.datetime) -> str:
     """RFC 3339 in UTC with milliseconds and a Z, as Kubernetes and our logs write time."""
     return ts.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def age_s(ts: dt.datetime) -> float:
-    return round((utc_now() - ts).total_seconds(), 3)
+    return round((utcnow() - ts).total_seconds(), 3)
 
 
 def short_reason(exc: BaseException) -> str:

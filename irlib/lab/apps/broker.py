@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from irlib.io import utcnow
 from irlib.lab.apps._common import (
     Database,
     Json,
@@ -32,7 +33,6 @@ from irlib.lab.apps._common import (
     unauthorized,
     unavailable_handler,
     upsert_position_sql,
-    utc_now,
 )
 from irlib.lab.config import LabConfig, read_control
 
@@ -100,7 +100,7 @@ async def health(request: Request) -> Response:
 
 @slowed
 async def status(request: Request) -> Response:
-    return Json({"status": "operational", "api_version": "v1", "server_time": iso(utc_now())})
+    return Json({"status": "operational", "api_version": "v1", "server_time": iso(utcnow())})
 
 
 @authenticated

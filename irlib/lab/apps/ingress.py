@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from irlib.lab.apps._common import Json, iso, utc_now
+from irlib.io import utcnow
+from irlib.lab.apps._common import Json, iso
 from irlib.lab.config import LabConfig
 
 log = logging.getLogger("irlib.lab.apps.ingress")
@@ -113,7 +114,7 @@ class PodLogs:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             with open(self.dir / f"{pod}.log", "a") as f:
-                f.write(f"{iso(utc_now())} {level} {message}\n")
+                f.write(f"{iso(utcnow())} {level} {message}\n")
         except OSError as e:
             log.warning("cannot write the log of pod %s: %s", pod, e)
 

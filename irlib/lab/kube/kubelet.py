@@ -10,7 +10,8 @@ import hashlib
 import random
 import uuid
 
-from irlib.lab.kube import cluster, podlogs, probes, quantity
+from irlib.k8s import quantity
+from irlib.lab.kube import cluster, podlogs, probes
 from irlib.lab.kube.context import NODES, PODS, ContainerRun, Context, PodRun
 from irlib.lab.kube.meta import Obj, rfc3339, set_condition
 

@@ -11,7 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from irlib.lab.kube import cluster, quantity
+from irlib.k8s import quantity
+from irlib.lab.kube import cluster
 from irlib.lab.kube.context import NODES, PODS, Context
 from irlib.lab.kube.meta import Obj, rfc3339
 from irlib.lab.kube.selectors import field_matcher, label_matcher

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from irlib.lab.kube import quantity
+from irlib.k8s import quantity
 from irlib.lab.kube.context import NODES, PODS, Context
 from irlib.lab.kube.meta import Obj, rfc3339, set_condition
 
