@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from irlib import evidence, io
+from irlib.archive import NOTEBOOK, make_run_dir, secret_env_names
+from irlib.archive import archive as archive_folder
 from irlib.errors import UsageError
 from irlib.io import utcnow
 
@@ -87,9 +89,8 @@ def start(
     if notebook is None:
         return None
     io.check_safe_name(incident, "incident")  # it becomes a folder name
-    from irlib.runner import _env_names, make_run_dir
-
-    secret_envs = _env_names(profile.to_dict())  # as `irlib run` redacts for this profile
+    # redacted as `irlib run` redacts for this profile
+    secret_envs = secret_env_names(profile.to_dict())
 
     # $IRLIB_OUTPUTS, else `outputs/` at the repository root, as `irlib run` from there
     # ($IRLIB_RUN_DIR is not set: under `irlib run` there is no session)
@@ -104,16 +105,14 @@ def start(
     )
 
 
-# -- the archive: the runner's, fed from the session's run record and the saved notebook --------
+# -- the archive: irlib.archive's, fed from the session's run record and the saved notebook --------
 
 
 def archive(run_dir: Path, saved: Any | None = None) -> Any:
     """Archive an interactive session's folder. With `saved` (the notebook as JupyterLab saved
     it, a NotebookNode), write it as notebook.ipynb, closed by a cell that lists every decision,
     and render it to HTML; always results.json (from events.jsonl) and manifest.json.
-    Returns the runner's RunResult, or None when `run_dir` holds no interactive session."""
-    from irlib import runner
-
+    Returns the archive's RunResult, or None when `run_dir` holds no interactive session."""
     run_dir = Path(run_dir)
     if not (run_dir / evidence.EVENTS_FILE).is_file():
         return None
@@ -125,13 +124,13 @@ def archive(run_dir: Path, saved: Any | None = None) -> Any:
         run = _session_record(events)
         if run is None:
             return None
-        notebook = run_dir / runner.NOTEBOOK
+        notebook = run_dir / NOTEBOOK
         if saved is not None:
             _write_notebook(notebook, saved, events)
         reason = _crash_reason(notebook)
         started = datetime.fromisoformat(run["started_at"])
         finished = utcnow()
-        return runner.archive(
+        return archive_folder(
             run_dir,
             runbook=run["runbook"],
             incident=run["incident"],

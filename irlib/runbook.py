@@ -8,14 +8,23 @@ is abandoned, never waited for.
 
 from __future__ import annotations
 
+import html
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from irlib import evidence, interactive
+from irlib.escalation import EscalatedVerdict, escalation_for
+from irlib.guard import Guard, Plan, parse_mitigation_id
 from irlib.io import operator_name, utcnow
-from irlib.results import Check, Status
+from irlib.mitigation import MitigationPanel, build_panel
+from irlib.profile import load_profile
+from irlib.results import Check, Status, Verdict, checks_frame
+
+if TYPE_CHECKING:
+    from irlib.archive import RunResult
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -96,10 +105,6 @@ class Step:
     checks: tuple[Check, ...]
 
     def _repr_html_(self) -> str:
-        import html
-
-        from irlib.results import checks_frame
-
         parts = [f"<h3>{html.escape(self.title)}</h3>", checks_frame(self.checks).to_html()]
         for check in self.checks:
             if check.evidence:
@@ -143,10 +148,6 @@ class Runbook:
         confirm: Iterable[str] = (),
         timeout_s: float | None = None,
     ) -> None:
-        from irlib import interactive
-        from irlib.guard import Guard, parse_mitigation_id
-        from irlib.profile import load_profile
-
         self.profile = load_profile(profile_path)
         self.incident = incident
         self.operator = operator_name(operator)
@@ -175,8 +176,6 @@ class Runbook:
             display(self.session)  # where the evidence goes; the save hook's marker
 
     def record(self, kind: str, data: dict) -> None:  # type: ignore[type-arg]
-        from irlib import evidence
-
         session = self.session
         evidence.record(
             kind,
@@ -185,11 +184,9 @@ class Runbook:
             secret_envs=session.secret_envs if session else (),
         )
 
-    def archive(self) -> Any:
+    def archive(self) -> RunResult | None:
         """Refresh an interactive session's results.json and manifest now (JupyterLab's save
         hook archives the notebook itself); None headless, where `irlib run` archives."""
-        from irlib import interactive
-
         if self.session is None:
             return None
         return interactive.archive(self.session.run_dir)
@@ -197,30 +194,31 @@ class Runbook:
     def spec(self, name: str, target: str, call: Callable[[], Check]) -> CheckSpec:
         return CheckSpec(name, target, call, timeout_s=self.timeout_s)
 
-    def with_escalation(self, verdict: Any) -> Any:
+    def with_escalation(self, verdict: Verdict) -> Verdict | EscalatedVerdict:
         """The verdict, shown with who must be engaged now when `incident` names an open
         incident record (irlib.incident); else the verdict itself, unchanged."""
-        from irlib.escalation import EscalatedVerdict, escalation_for
-
         escalation = escalation_for(self.incident, self.profile.incident)
         return verdict if escalation is None else EscalatedVerdict(verdict, escalation)
 
-    def verdict(self) -> Any:
-        """The scenario's diagnosis (its registered `diagnose`) of every check so far:
-        recorded, and shown with the escalation when an open incident is named."""
-        from irlib.runbooks import get_scenario
+    def diagnose(self, checks: Mapping[str, Check]) -> Verdict:
+        """This scenario's verdict rule over `checks`: a subclass returns its module's pure
+        `diagnose(checks, profile)`, which the drills also reach through irlib.runbooks."""
+        raise NotImplementedError(f"{self.name} has no verdict rule")
 
-        verdict = get_scenario(self.name).diagnose_fn()(self.latest, self.profile)
+    def verdict(self) -> Verdict | EscalatedVerdict:
+        """The scenario's diagnosis of every check so far: recorded, and shown with the
+        escalation when an open incident is named."""
+        verdict = self.diagnose(self.latest)
         self.record("verdict", verdict.to_dict())
         return self.with_escalation(verdict)
 
     # -- mitigations: a scenario with guarded writes overrides plan, apply and recheck ---------
 
-    def plan(self, mitigation_id: str, *, recommended: bool = True) -> Any:
+    def plan(self, mitigation_id: str, *, recommended: bool = True) -> Plan:
         """The irlib.guard.Plan of a mitigation id: what it would do, shown before it runs."""
         raise NotImplementedError(f"{self.name} has no mitigations")
 
-    def apply(self, plan: Any) -> dict[str, Any]:
+    def apply(self, plan: Plan) -> dict[str, Any]:
         """Carry a confirmed plan out (only ever called by the guard); return what it did."""
         raise NotImplementedError(f"{self.name} has no mitigations")
 
@@ -231,16 +229,15 @@ class Runbook:
     def mitigate(
         self,
         title: str,
-        verdict: Any,
+        verdict: Verdict | EscalatedVerdict,
         *,
         actions: Iterable[str] | None = None,
         wanted: Iterable[str] = (),
-    ) -> Any:
+    ) -> MitigationPanel:
         """A MitigationPanel (irlib.mitigation): plans for what `verdict` recommends, for
         `wanted` ids and for confirmed ids of `actions`; runs only the confirmed ones."""
-        from irlib.mitigation import build_panel
-
-        return build_panel(self, verdict, title, actions=actions, wanted=wanted)
+        plain = verdict.verdict if isinstance(verdict, EscalatedVerdict) else verdict
+        return build_panel(self, plain, title, actions=actions, wanted=wanted)
 
     def run_step(self, title: str, specs: Iterable[CheckSpec]) -> Step:
         checks = run_checks(specs)

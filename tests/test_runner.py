@@ -20,10 +20,11 @@ import yaml
 from click.testing import CliRunner
 
 from irlib import evidence
+from irlib.archive import RunResult, make_run_dir
 from irlib.cli import main
 from irlib.errors import ProfileError, UsageError
 from irlib.params import Parameter, convert, looks_like_secret, read_parameters, validate
-from irlib.runner import RunResult, make_run_dir, run_runbook
+from irlib.runner import run_runbook
 from tests.test_profile import MINIMAL
 
 TOYS = Path(__file__).parent / "notebooks"
@@ -522,7 +523,7 @@ def test_secret_values_and_redact(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_manifest_names_the_runbooks_git_revision(tmp_path: Path) -> None:
-    from irlib.runner import _git_revision
+    from irlib.archive import _git_revision
 
     repo = tmp_path / "repo"
     repo.mkdir()

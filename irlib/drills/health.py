@@ -22,8 +22,8 @@ from irlib.runbook import Step
 from irlib.runbooks import SCENARIOS, Scenario, get_scenario
 
 if TYPE_CHECKING:
+    from irlib.archive import RunResult
     from irlib.runbook import Runbook
-    from irlib.runner import RunResult
 
 UNHEALTHY = (Status.FAIL, Status.ERROR)  # ERROR too: a check that cannot answer is no pass
 _WORST = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.DOWN: 2}

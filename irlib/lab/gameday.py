@@ -226,7 +226,7 @@ def run_fault_drill(
         )
     _wait_healthy(lab)
     started = io.utcnow()
-    from irlib.runner import make_run_dir
+    from irlib.archive import make_run_dir
 
     drill_dir = make_run_dir(day_folder(outputs, started), started, FAULTS)
     names = list(dict.fromkeys(r for f in selected for r in covered[f]))

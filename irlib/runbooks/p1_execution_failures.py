@@ -47,6 +47,10 @@ SHOWN_MATCHES = 50  # matched positions shown under the mismatches; all are coun
 
 class ExecutionFailures(Runbook):
     name = "p1_execution_failures"
+
+    def diagnose(self, checks: Mapping[str, Check]) -> Verdict:
+        return diagnose(checks, self.profile)  # this module's pure rule, below
+
     mitigation_actions = MITIGATION_ACTIONS
 
     def __init__(

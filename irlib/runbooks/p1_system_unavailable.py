@@ -33,6 +33,10 @@ MITIGATION_ACTIONS = ("rollback", "delete-pod", "scale")
 
 class SystemUnavailable(Runbook):
     name = "p1_system_unavailable"
+
+    def diagnose(self, checks: Mapping[str, Check]) -> Verdict:
+        return diagnose(checks, self.profile)  # this module's pure rule, below
+
     mitigation_actions = MITIGATION_ACTIONS
 
     def __init__(

@@ -36,6 +36,10 @@ CONFIG = "optimiser config"
 
 class CalibrationFailures(Runbook):
     name = "p2_calibration_failures"
+
+    def diagnose(self, checks: Mapping[str, Check]) -> Verdict:
+        return diagnose(checks, self.profile)  # this module's pure rule, below
+
     mitigation_actions = MITIGATION_ACTIONS
 
     def __init__(

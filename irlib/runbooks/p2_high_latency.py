@@ -45,6 +45,10 @@ MAX_TERMINATE_IDS = 20
 
 class HighLatency(Runbook):
     name = "p2_high_latency"
+
+    def diagnose(self, checks: Mapping[str, Check]) -> Verdict:
+        return diagnose(checks, self.profile)  # this module's pure rule, below
+
     mitigation_actions = MITIGATION_ACTIONS
 
     def __init__(

@@ -1,0 +1,197 @@
+"""The evidence folder of a run, headless (`irlib run`, irlib.runner) or interactive
+(JupyterLab, irlib.interactive): its name, and the archive step that closes it.
+
+Archiving redacts every file, renders the notebook to HTML (nbconvert, no kernel), writes
+results.json from the run's events.jsonl and manifest.json (sha256 of each file) last. It sits
+below the runbooks and the runner: it imports neither, so both archive the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from irlib import __version__, evidence, io
+from irlib.errors import UsageError
+
+NOTEBOOK = "notebook.ipynb"
+HTML = "notebook.html"
+RESULTS = "results.json"
+MANIFEST = "manifest.json"
+HEALTHY = "healthy"
+EXIT_HEALTHY, EXIT_PROBLEM, EXIT_CRASHED = 0, 1, 3
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    exit_code: int
+    status: str  # "completed" or "crashed"
+    verdict: dict[str, Any] | None
+    reason: str | None = None  # why it crashed
+
+
+def make_run_dir(parent: Path, started: datetime, runbook: str) -> Path:
+    """A new folder `<UTC time>-<runbook>[-N]`: `mkdir` fails if it exists, so two runs in the
+    same second (even in two processes) get two folders."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{runbook}"
+    for n in range(1, 1000):
+        candidate = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise UsageError(f"{parent}: too many runs of {runbook} in one second")
+
+
+def secret_env_names(value: Any, key: str = "") -> list[str]:
+    """The values of every `*_env` setting in a profile: the names of its secrets' env vars."""
+    if isinstance(value, Mapping):
+        return [n for k, v in value.items() for n in secret_env_names(v, str(k))]
+    if key.endswith("_env") and isinstance(value, str) and value:
+        return [value]
+    return []
+
+
+def archive(
+    run_dir: Path,
+    *,
+    runbook: str,
+    incident: str,
+    operator: str,
+    profile: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    source: Path,
+    secret_envs: Sequence[str],
+    reason: str | None,
+    started: datetime,
+    finished: datetime,
+    duration_s: float,
+    html: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """The archive step of every run, headless or interactive (irlib.interactive): redact every
+    file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
+    and manifest.json last. `source` is the notebook that was run; `extra` adds to results."""
+    secrets = evidence.secret_values(secret_envs)
+    notebook_path = run_dir / NOTEBOOK
+    for path in _files(run_dir):
+        evidence.redact_file(path, secrets)
+    if html and notebook_path.is_file():
+        _render_html(notebook_path, run_dir / HTML, f"{runbook} {incident}")
+
+    events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
+    verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
+    verdict = verdicts[-1] if verdicts else None
+    # a resolution checklist (irlib.checklist) records each change; its last state counts
+    checklists = [e["data"] for e in events if e["kind"] == "checklist"]
+    exit_code = _exit_code(reason, verdict)
+    status = "crashed" if reason else "completed"
+    results = {
+        "runbook": runbook,
+        "incident": incident,
+        "operator": operator,
+        "profile": dict(profile),
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "duration_s": round(duration_s, 3),
+        "parameters": dict(parameters),
+        "status": status,
+        "reason": reason,
+        "checks": [e["data"] for e in events if e["kind"] == "check"],
+        "verdict": verdict,
+        "mitigations": [e["data"] for e in events if e["kind"] == "mitigation"],
+        "exit_code": exit_code,
+        **({"checklist": checklists[-1]} if checklists else {}),
+        **(extra or {}),
+    }
+    io.write_json_atomic(run_dir / RESULTS, evidence.redact_value(results, secrets))
+    for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
+        evidence.redact_file(path, secrets)
+    io.write_json_atomic(run_dir / MANIFEST, _manifest(source, run_dir))
+    return RunResult(run_dir, exit_code, status, verdict, reason)
+
+
+def _exit_code(reason: str | None, verdict: Mapping[str, Any] | None) -> int:
+    if reason is not None:
+        return EXIT_CRASHED
+    if verdict is not None and verdict.get("state") == HEALTHY:
+        return EXIT_HEALTHY
+    return EXIT_PROBLEM  # a problem found, or a runbook that completed without a verdict
+
+
+def mark_completed(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.setdefault("irlib", {})["run"] = {"status": "completed", "reason": None}
+    nbformat.write(nb, path)
+
+
+def _render_html(notebook_path: Path, html_path: Path, title: str) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    try:
+        body, _ = HTMLExporter().from_notebook_node(
+            nbformat.read(notebook_path, as_version=4), resources={"metadata": {"name": title}}
+        )
+    except Exception as e:  # a rendering bug must not cost the rest of the evidence
+        body = f"<html><body><p>irlib: nbconvert could not render this notebook: {e}</p>"
+    html_path.write_text(body, encoding="utf-8")
+
+
+def _files(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _manifest(source: Path, run_dir: Path) -> dict[str, Any]:
+    import nbclient
+    import nbconvert
+    import papermill
+
+    files = {}
+    for path in _files(run_dir):
+        data = path.read_bytes()
+        files[path.relative_to(run_dir).as_posix()] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
+    return {
+        "files": files,
+        "runbook": {
+            "path": str(source),
+            "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+            "git_revision": _git_revision(source),
+        },
+        "irlib_version": __version__,
+        "python_version": platform.python_version(),
+        "papermill_version": papermill.__version__,
+        "nbclient_version": nbclient.__version__,
+        "nbconvert_version": nbconvert.__version__,
+        "created_at": io.utcnow().isoformat(),
+    }
+
+
+def _git_revision(path: Path) -> str:
+    """The last commit that touched the runbook; "unknown" outside git or before a commit."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    revision = out.stdout.strip()
+    return revision if out.returncode == 0 and revision else "unknown"
