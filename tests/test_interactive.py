@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from irlib import evidence, interactive
+from irlib import evidence, interactive, io
 from irlib.guard import Guard, Plan
 from irlib.widgets import confirm_buttons
 
@@ -150,7 +150,7 @@ def test_a_saved_notebook_is_archived_into_its_session_folder(
     env = {
         **lab.env,
         interactive.SESSION_ENV: str(saved),
-        interactive.OUTPUTS_ENV: str(outputs),
+        io.OUTPUTS_ENV: str(outputs),
         "USER": "bob",
         "LOGNAME": "bob",
     }
