@@ -362,7 +362,10 @@ def _evidence_calibration_divergence(lab: LabHandle) -> None:
         "SELECT converged, message FROM calibrations WHERE symbol = 'SPY' "
         "ORDER BY calibrated_at DESC LIMIT 1",
     )
-    assert not converged and "did not converge" in message
+    # Ten evaluations either run out ("did not converge") or stop on ftol short of a good fit
+    # ("converged to a poor fit"), as the starting point falls: both are the seed's
+    # "Optimization not converging", recorded as not converged.
+    assert not converged and ("did not converge" in message or "poor fit" in message), message
     spy = _api_get(lab, "/v1/calibration/heston", symbol="SPY").json()
     assert spy["fallback"] and "failed" in spy["fallback_reason"]
     config = _api_get(lab, "/v1/calibration/config").json()
