@@ -1,7 +1,7 @@
 """Where the runbook notebooks are: shipped inside the installed package, or, in a checkout
 (an editable install, the tests), the top-level notebooks/ folder that is their one source.
 
-The wheel copies notebooks/ to irlib/notebooks/ (pyproject's package-dir), so both layouts
+The wheel copies notebooks/ to irlib/notebooks/ (setup.py's package_dir), so both layouts
 hold the same files.
 """
 
