@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from irlib import incident as inc
-from irlib.errors import UsageError
+from irlib import transport
+from irlib.errors import TargetError, UsageError
 from irlib.profile import IncidentSettings
 
 TEMPLATES = ("initial", "update", "resolution")
@@ -220,11 +221,9 @@ def send(
 def post(url: str, text: str, *, timeout_s: float, url_env: str = "") -> str | None:
     """POST `{"text": ...}` as Slack's incoming webhooks take it; None when it arrived, else
     why not, with the URL (a secret) replaced by its env var's name."""
-    from irlib.http._client import TimedOut, Unreachable, request
-
     try:
-        answer = request("POST", url, timeout_s=timeout_s, json={"text": text})
-    except (TimedOut, Unreachable) as e:
+        answer = transport.request("POST", url, timeout_s=timeout_s, json={"text": text})
+    except TargetError as e:
         return str(e).replace(url, f"${url_env}" if url_env else "[webhook]")
     except Exception as e:  # a malformed URL and the like: recorded, never raised
         return f"{type(e).__name__}: {e}".replace(url, f"${url_env}" if url_env else "[webhook]")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import enum
 import html
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from irlib.errors import Refused, TargetError
 from irlib.io import utcnow
 
 
@@ -126,6 +128,37 @@ class Check:
             f"{html.escape(self.summary)}</div>"
         )
         return head + "".join(e._repr_html_() for e in self.evidence)
+
+
+def guarded(
+    name: str,
+    target: str,
+    body: Callable[[], Check],
+    *,
+    failing: tuple[type[TargetError], ...] = (),
+    what: str = "",
+) -> Check:
+    """Run a check's body and time it; every check of every target package runs this way.
+    A target error becomes the check, with the error's reason and facts: ERROR (we could not
+    find out), or FAIL for the kinds in `failing`, where the check's own question is whether
+    the target answers (a database that refuses connections is the finding, not a gap).
+    `what` says what could not be done ("cannot read pg_stat_activity")."""
+    t0 = time.monotonic()
+    try:
+        check = body()
+    except TargetError as e:
+        reason = str(e)
+        if isinstance(e, Refused) and e.auth_refused:
+            reason += " (credentials refused)"
+        return Check(
+            name,
+            target,
+            Status.FAIL if isinstance(e, failing) else Status.ERROR,
+            f"{what}: {reason}" if what else reason,
+            duration_s=time.monotonic() - t0,
+            facts=e.facts,
+        )
+    return replace(check, duration_s=time.monotonic() - t0)
 
 
 def checks_frame(checks: Sequence[Check]) -> Any:

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from irlib import prom
 from irlib.lab.config import LabConfig
-from irlib.prom import _client as prom
 from irlib.prom.checks import quantile_query
 
 from .conftest import LabHandle, require_binary

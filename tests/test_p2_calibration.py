@@ -92,22 +92,6 @@ def test_a_healthy_labs_test_calibration_recovers_the_generating_parameters(
     assert fit["stored"]["params"] and fit["n_quotes"] == 45
 
 
-FAULTS = ["stale-calibration", "calibration-divergence", "market-data-gap", "missing-surface"]
-
-
-@pytest.mark.parametrize("fault", FAULTS, ids=FAULTS)
-def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path, fault: str) -> None:
-    lab.irlib("lab", "inject", fault, check=True)
-    try:
-        code, run_dir, results = run(lab, tmp_path)
-    finally:
-        lab.irlib("lab", "clear", check=True)
-    assert run_dir is not None, "the run left no evidence folder"
-    assert top_cause(results).get("id") == fault, results.get("verdict")
-    assert code == 1 and results["verdict"]["state"] == "degraded"
-    assert not [m for m in results["mitigations"] if m["outcome"] == "executed"]
-
-
 def test_stale_calibration_then_confirmed_recalibration_is_fresh_and_exit_0(
     lab: LabHandle, tmp_path: Path
 ) -> None:
@@ -157,7 +141,10 @@ def test_calibration_divergence_then_recalibration_fails_and_the_fallback_is_ser
         lab.irlib("lab", "clear", check=True)
     assert code == 1
     tried = [m for m in results["mitigations"] if m["id"] == "recalibrate:SPY"]
-    assert tried[-1]["outcome"] == "failed" and "did not converge" in tried[-1]["detail"]
+    # ten evaluations run out ("did not converge") or stop short at a poor fit: both fail
+    detail = tried[-1]["detail"]
+    assert tried[-1]["outcome"] == "failed", tried[-1]
+    assert "did not converge" in detail or "poor fit" in detail, detail
     assert failed_after == failed_before + 1  # the attempt was made, and stored as failed
     assert after["fallback"] and after["params"] == before["params"]
     assert after["calibrated_at"] == before["calibrated_at"]

@@ -7,40 +7,23 @@ an unreachable broker is FAIL; a slow broker is FAIL once even its fastest answe
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from irlib.broker._client import Broker, MissingToken, Refused, TimedOut, Unreachable
-from irlib.results import Check, Evidence, Status
+from irlib.errors import Unreachable
+from irlib.results import Check, Evidence, Status, guarded
+from irlib.transport import Http as Broker  # the broker API: one pooled client, shared
 
 TARGET = "broker"
 PARALLEL = 8  # concurrent position reads: the broker serves them side by side
 
 
 def _guarded(name: str, body: Callable[[], Check]) -> Check:
-    """Run a check body; a broker that cannot be asked becomes ERROR or FAIL with the reason."""
-    t0 = time.monotonic()
-    facts: dict[str, Any]
-    try:
-        return body()
-    except TimedOut as e:
-        status, summary, facts = Status.ERROR, str(e), {"timed_out": True}
-    except MissingToken as e:
-        status, summary, facts = Status.ERROR, str(e), {"missing_token": True}
-    except Unreachable as e:
-        status, summary, facts = Status.FAIL, f"unreachable: {e}", {"reachable": False}
-    except Refused as e:
-        refused = e.status_code in (401, 403)
-        status, summary, facts = (
-            Status.ERROR,
-            f"{e} (credentials refused)" if refused else str(e),
-            {"http_status": e.status_code, "auth_refused": refused},
-        )
-    return Check(name, TARGET, status, summary, duration_s=time.monotonic() - t0, facts=facts)
+    # a broker that refuses connections is down (FAIL); one that is silent is unknown (ERROR)
+    return guarded(name, TARGET, body, failing=(Unreachable,))
 
 
 def check_status(broker: Broker, *, path: str = "/v1/status") -> Check:

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from irlib.calibration import _client
-from irlib.results import Check, Evidence, Status
+from irlib import transport
+from irlib.errors import TargetError, Unreachable
+from irlib.results import Check, Evidence, Status, guarded
 
 TARGET = "calibration"
 PARAMS = ("kappa", "theta", "sigma", "rho", "v0")
@@ -24,29 +25,19 @@ def _call(
     *,
     timeout_s: float,
     params: dict[str, str] | None = None,
-    body: Callable[[_client.Answer], Check],
+    body: Callable[[transport.Answer], Check],
 ) -> Check:
-    """One request; its answer made into a Check by `body`, transport failures by us."""
-    t0 = time.monotonic()
-    try:
-        answer = _client.request(method, url, timeout_s=timeout_s, params=params)
-    except _client.Unreachable as e:
-        return Check(name, TARGET, Status.FAIL, f"unreachable: {e}", facts={"reachable": False})
-    except (_client.TimedOut, _client.MissingToken) as e:
-        return Check(name, TARGET, Status.ERROR, str(e), facts={"reachable": None})
-    check = body(answer)
-    return Check(
-        check.name,
-        check.target,
-        check.status,
-        check.summary,
-        check.evidence,
-        duration_s=time.monotonic() - t0,
-        facts=check.facts,
+    """One request; its answer made into a Check by `body`. A service that refuses
+    connections is FAIL (it is down), one that is silent is ERROR (we could not find out)."""
+    return guarded(
+        name,
+        TARGET,
+        lambda: body(transport.request(method, url, timeout_s=timeout_s, params=params)),
+        failing=(Unreachable,),
     )
 
 
-def _http_failure(name: str, answer: _client.Answer, what: str) -> Check:
+def _http_failure(name: str, answer: transport.Answer, what: str) -> Check:
     status = Status.ERROR if answer.status_code in (401, 403) else Status.FAIL
     return Check(
         name,
@@ -99,7 +90,7 @@ def check_calibration_status(
     RMSE and the last attempt, against the thresholds; stale and bad rows first."""
     name = "last successful calibration"
 
-    def body(answer: _client.Answer) -> Check:
+    def body(answer: transport.Answer) -> Check:
         if not answer.ok:
             return _http_failure(name, answer, "calibration status")
         rows_in = answer.body.get("calibrations", [])
@@ -208,7 +199,7 @@ def check_parameters_in_use(
     fallback (the last attempt failed), stale, or a poor fit."""
     name = "parameters in use"
 
-    def body(answer: _client.Answer) -> Check:
+    def body(answer: transport.Answer) -> Check:
         if not answer.ok:
             return _http_failure(name, answer, f"parameters of {symbol}")
         used = answer.body
@@ -260,7 +251,7 @@ def check_recalibrated(
     or, when the recalibration failed, the fallback (previous parameters) is still served."""
     name = f"recalibration {symbol}"
 
-    def body(answer: _client.Answer) -> Check:
+    def body(answer: transport.Answer) -> Check:
         if not answer.ok:
             return _http_failure(name, answer, f"parameters of {symbol}")
         facts = _in_use_facts(symbol, answer.body)
@@ -320,7 +311,7 @@ def check_test_calibration(
     stored nowhere; RMSE, iterations and fitted parameters beside the stored ones."""
     name = "manual calibration test"
 
-    def body(answer: _client.Answer) -> Check:
+    def body(answer: transport.Answer) -> Check:
         if not answer.ok:
             check = _http_failure(name, answer, f"test calibration of {symbol}")
             reason = answer.reason if answer.reason in DATA_REASONS else "unavailable"
@@ -416,8 +407,8 @@ def check_market_data(
     for symbol in symbols:
         url = f"{base_url}/v1/market-data/{symbol}/latest"
         try:
-            answer = _client.request("GET", url, timeout_s=timeout_s)
-        except (_client.Unreachable, _client.TimedOut) as e:
+            answer = transport.request("GET", url, timeout_s=timeout_s)
+        except TargetError as e:
             errors.append(f"{symbol}: {e}")
             continue
         if not answer.ok:
@@ -480,7 +471,7 @@ def check_optimiser_config(base_url: str, *, timeout_s: float) -> Check:
     force, beside the built-in defaults; a setting that differs is shown first (WARN)."""
     name = "optimiser config"
 
-    def body(answer: _client.Answer) -> Check:
+    def body(answer: transport.Answer) -> Check:
         if not answer.ok:
             return _http_failure(name, answer, "optimiser config")
         config, defaults = answer.body.get("config", {}), answer.body.get("defaults", {})

@@ -2,19 +2,16 @@
 (`POST /v1/calibration/heston {"symbol": ..., "force": true}` with the admin token).
 
 Only the guard calls `apply_recalibration`, after `plan_recalibration` was shown. A fit that
-the service rejects raises RecalibrationFailed: the guard records the attempt as failed.
+the service rejects raises Refused (irlib.errors): the guard records the attempt as failed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from irlib.calibration import _client
+from irlib import transport
+from irlib.errors import Refused, TargetError
 from irlib.guard import Plan
-
-
-class RecalibrationFailed(Exception):
-    """The service tried and failed (or refused); the previous parameters stay in use."""
 
 
 def plan_recalibration(
@@ -23,7 +20,7 @@ def plan_recalibration(
     """What a forced recalibration of `symbol` will do, with what is in use now."""
     before: dict[str, Any] = {"symbol": symbol}
     try:
-        answer = _client.request(
+        answer = transport.request(
             "GET", base_url + "/v1/calibration/heston", timeout_s=timeout_s,
             params={"symbol": symbol},
         )  # fmt: skip
@@ -36,7 +33,7 @@ def plan_recalibration(
             )
         else:
             before["in_use"] = f"HTTP {answer.status_code}: {answer.error}"
-    except (_client.Unreachable, _client.TimedOut) as e:
+    except TargetError as e:
         before["in_use"] = f"unknown: {e}"
     token = f"${token_env}" if token_env else "$TOKEN"
     return Plan(
@@ -56,7 +53,7 @@ def plan_recalibration(
 def apply_recalibration(
     base_url: str, symbol: str, *, timeout_s: float, token_env: str | None
 ) -> dict[str, Any]:
-    answer = _client.request(
+    answer = transport.request(
         "POST",
         base_url + "/v1/calibration/heston",
         timeout_s=timeout_s,
@@ -64,7 +61,8 @@ def apply_recalibration(
         json={"symbol": symbol, "force": True},
     )
     if not answer.ok:
-        raise RecalibrationFailed(f"HTTP {answer.status_code}: {answer.error}")
+        # the service tried and failed (or refused): the previous parameters stay in use
+        raise Refused(f"HTTP {answer.status_code}: {answer.error}", answer.status_code)
     row = answer.body.get("calibration") or {}
     return {
         "symbol": symbol,

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from irlib.calibration import _client
+from irlib import transport
+from irlib.errors import TargetError
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 WIDTH, HEIGHT = 760, 420
@@ -146,13 +147,13 @@ def surface_plot(
     """The newest quotes of `symbol` beside the model vols of the parameters in use (from the
     service), and of the test fit when given. Never raises: a failure is the plot's note."""
     try:
-        answer = _client.request(
+        answer = transport.request(
             "GET",
             base_url + "/v1/calibration/surface",
             timeout_s=timeout_s,
             params={"symbol": symbol},
         )
-    except (_client.Unreachable, _client.TimedOut) as e:
+    except TargetError as e:
         return SurfacePlot(symbol, note=str(e))
     if not answer.ok:
         return SurfacePlot(symbol, note=f"HTTP {answer.status_code}: {answer.error}")

@@ -6,53 +6,42 @@ ERROR (we could not find out).
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from typing import Any
 
-from irlib.http import _client
-from irlib.results import Check, Evidence, Status
+from irlib import transport
+from irlib.errors import Unreachable
+from irlib.results import Check, Evidence, Status, guarded
 
 
 def check_endpoint(
     name: str, url: str, *, target: str, timeout_s: float = 2.0, token_env: str | None = None
 ) -> Check:
     """GET `url`: OK on 2xx, FAIL on 5xx or no listener, ERROR on timeout or 401/403."""
-    t0 = time.monotonic()
 
-    def done(
-        status: Status, summary: str, rows: list[dict[str, Any]] | None = None, **facts: Any
-    ) -> Check:
-        evidence = (Evidence.table(f"GET {url}", rows),) if rows else ()
-        return Check(
-            name,
-            target,
-            status,
-            summary,
-            evidence,
-            duration_s=time.monotonic() - t0,
-            facts={"url": url, **facts},
-        )
+    def body() -> Check:
+        answer = transport.request("GET", url, timeout_s=timeout_s, token_env=token_env)
+        rows = [{"field": k, "value": _short(v)} for k, v in _flatten(answer.body).items()]
+        rows.insert(0, {"field": "http_status", "value": answer.status_code})
+        evidence = (Evidence.table(f"GET {url}", rows),)
+        facts = {
+            "url": url,
+            "reachable": True,
+            "http_status": answer.status_code,
+            "body": answer.body,
+            "elapsed_s": round(answer.elapsed_s, 3),
+        }
+        code = answer.status_code
+        if answer.ok:
+            status, summary = Status.OK, f"{code} in {answer.elapsed_s * 1000:.0f} ms"
+        elif code in (401, 403):
+            status, summary = Status.ERROR, f"{code}: credentials refused"
+        else:
+            status, summary = Status.FAIL, f"{code}: {_reason(answer.body)}"
+        return Check(name, target, status, summary, evidence, facts=facts)
 
-    try:
-        answer = _client.request("GET", url, timeout_s=timeout_s, token_env=token_env)
-    except _client.Unreachable as e:
-        return done(Status.FAIL, f"unreachable: {e}", reachable=False)
-    except (_client.TimedOut, _client.MissingToken) as e:
-        return done(Status.ERROR, str(e), reachable=None)
-    rows = [{"field": k, "value": _short(v)} for k, v in _flatten(answer.body).items()]
-    rows.insert(0, {"field": "http_status", "value": answer.status_code})
-    facts = {
-        "reachable": True,
-        "http_status": answer.status_code,
-        "body": answer.body,
-        "elapsed_s": round(answer.elapsed_s, 3),
-    }
-    code = answer.status_code
-    if 200 <= code < 300:
-        return done(Status.OK, f"{code} in {answer.elapsed_s * 1000:.0f} ms", rows, **facts)
-    if code in (401, 403):
-        return done(Status.ERROR, f"{code}: credentials refused", rows, **facts)
-    return done(Status.FAIL, f"{code}: {_reason(answer.body)}", rows, **facts)
+    check = guarded(name, target, body, failing=(Unreachable,))
+    return check if "url" in check.facts else replace(check, facts={"url": url, **check.facts})
 
 
 def _reason(body: Any) -> str:

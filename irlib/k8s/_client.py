@@ -1,18 +1,30 @@
 """The only module of irlib.k8s that imports the official `kubernetes` client.
 
 Objects come back as plain dicts in the API's own camelCase (what `kubectl get -o json`
-shows), so checks read like the runbook's kubectl commands. Every call carries a timeout.
+shows), so checks read like the runbook's kubectl commands. Every call carries a timeout,
+and what the client raises leaves as irlib's target errors: an API status (403, 404 ...) is
+Refused with that status, no answer in time TimedOut, no connection Unreachable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-ApiError = ApiException
+from irlib.errors import Refused, TimedOut, Unreachable
+
+
+def _timed_out(e: BaseException) -> bool:
+    cause = getattr(e, "reason", None) or e  # MaxRetryError carries the last attempt's error
+    # urllib3's NewConnectionError (refused) subclasses its ConnectTimeoutError: not a timeout
+    return isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError
+    )
 
 
 class Kube:
@@ -39,45 +51,44 @@ class Kube:
         self.networking = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
-    def _plain(self, obj: Any) -> Any:
-        return self.api.sanitize_for_serialization(obj)
-
-    def _t(self) -> dict[str, Any]:
-        return {"_request_timeout": self.timeout_s}
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API call under the timeout, its answer as plain dicts; the client's errors as
+        irlib's target errors."""
+        try:
+            answer = method(*args, **kwargs, _request_timeout=self.timeout_s)
+        except ApiException as e:
+            raise Refused(f"API answered {e.status}: {e.reason}", e.status) from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            if _timed_out(e):
+                raise TimedOut(f"API server: no answer within {self.timeout_s:g} s") from e
+            raise Unreachable(f"API server unreachable: {e}") from e
+        return self.api.sanitize_for_serialization(answer)
 
     def pods(self, selector: str | None = None) -> list[dict[str, Any]]:
-        return self._plain(
-            self.core.list_namespaced_pod(
-                self.namespace, label_selector=selector or "", **self._t()
-            )
+        return self.call(
+            self.core.list_namespaced_pod, self.namespace, label_selector=selector or ""
         )["items"]
 
     def pod(self, name: str) -> dict[str, Any]:
-        return self._plain(self.core.read_namespaced_pod(name, self.namespace, **self._t()))
+        return self.call(self.core.read_namespaced_pod, name, self.namespace)
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._plain(self.core.list_node(**self._t()))["items"]
+        return self.call(self.core.list_node)["items"]
 
     def events(self, field_selector: str | None = None) -> list[dict[str, Any]]:
-        return self._plain(
-            self.core.list_namespaced_event(
-                self.namespace, field_selector=field_selector or "", **self._t()
-            )
+        return self.call(
+            self.core.list_namespaced_event, self.namespace, field_selector=field_selector or ""
         )["items"]
 
     def ingresses(self) -> list[dict[str, Any]]:
-        return self._plain(self.networking.list_namespaced_ingress(self.namespace, **self._t()))[
-            "items"
-        ]
+        return self.call(self.networking.list_namespaced_ingress, self.namespace)["items"]
 
     def deployment(self, name: str) -> dict[str, Any]:
-        return self._plain(self.apps.read_namespaced_deployment(name, self.namespace, **self._t()))
+        return self.call(self.apps.read_namespaced_deployment, name, self.namespace)
 
     def replicasets(self, selector: str) -> list[dict[str, Any]]:
-        return self._plain(
-            self.apps.list_namespaced_replica_set(
-                self.namespace, label_selector=selector, **self._t()
-            )
+        return self.call(
+            self.apps.list_namespaced_replica_set, self.namespace, label_selector=selector
         )["items"]
 
     def log(
@@ -96,34 +107,37 @@ class Kube:
             kwargs["tail_lines"] = tail_lines
         if since_seconds is not None:
             kwargs["since_seconds"] = since_seconds
-        return str(self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs, **self._t()))
+        return str(self.call(self.core.read_namespaced_pod_log, pod, self.namespace, **kwargs))
 
     def pod_metrics(self) -> list[dict[str, Any]]:
-        return self.custom.list_namespaced_custom_object(  # type: ignore[no-any-return,index]
-            "metrics.k8s.io", "v1beta1", self.namespace, "pods", **self._t()
+        return self.call(  # type: ignore[no-any-return]
+            self.custom.list_namespaced_custom_object,
+            "metrics.k8s.io",
+            "v1beta1",
+            self.namespace,
+            "pods",
         )["items"]
 
     def node_metrics(self) -> list[dict[str, Any]]:
-        return self.custom.list_cluster_custom_object(  # type: ignore[no-any-return,index]
-            "metrics.k8s.io", "v1beta1", "nodes", **self._t()
+        return self.call(  # type: ignore[no-any-return]
+            self.custom.list_cluster_custom_object, "metrics.k8s.io", "v1beta1", "nodes"
         )["items"]
 
     # -- writes: only mitigations.py calls these, through the guard ----------------------
 
     def patch_deployment(self, name: str, body: Any) -> dict[str, Any]:
-        return self._plain(
-            self.apps.patch_namespaced_deployment(name, self.namespace, body, **self._t())
-        )
+        return self.call(self.apps.patch_namespaced_deployment, name, self.namespace, body)
 
     def scale_deployment(self, name: str, replicas: int) -> dict[str, Any]:
-        return self._plain(
-            self.apps.patch_namespaced_deployment_scale(
-                name, self.namespace, {"spec": {"replicas": replicas}}, **self._t()
-            )
+        return self.call(
+            self.apps.patch_namespaced_deployment_scale,
+            name,
+            self.namespace,
+            {"spec": {"replicas": replicas}},
         )
 
     def delete_pod(self, name: str) -> None:
-        self.core.delete_namespaced_pod(name, self.namespace, **self._t())
+        self.call(self.core.delete_namespaced_pod, name, self.namespace)
 
 
 def parse_time(value: str | None) -> datetime | None:

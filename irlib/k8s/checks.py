@@ -8,50 +8,20 @@ the verdict's rules (which pods crash-loop, which were OOM-killed, which are Pen
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-from irlib.k8s._client import ApiError, Kube, age, parse_time
+from irlib.errors import Refused
+from irlib.k8s._client import Kube, age, parse_time
 from irlib.k8s.quantity import cpu_millicores, memory_bytes
-from irlib.results import Check, Evidence, Status
+from irlib.results import Check, Evidence, Status, guarded
 
 TARGET = "kubernetes"
 
 
 def _guarded(name: str, body: Callable[[], Check]) -> Check:
-    """Run a check body; an unreachable or refusing API server is ERROR with the reason."""
-    t0 = time.monotonic()
-    try:
-        result = body()
-    except ApiError as e:
-        return Check(
-            name,
-            TARGET,
-            Status.ERROR,
-            f"API answered {e.status}: {e.reason}",
-            duration_s=time.monotonic() - t0,
-        )
-    except OSError as e:  # urllib3 wraps refused connections as OSError subclasses
-        return Check(
-            name,
-            TARGET,
-            Status.ERROR,
-            f"API server unreachable: {e}",
-            duration_s=time.monotonic() - t0,
-        )
-    except Exception as e:
-        if type(e).__module__.startswith("urllib3"):
-            return Check(
-                name,
-                TARGET,
-                Status.ERROR,
-                f"API server unreachable: {e}",
-                duration_s=time.monotonic() - t0,
-            )
-        raise
-    return replace(result, duration_s=time.monotonic() - t0)
+    # an API server that cannot be asked, or refuses us (403), is ERROR: we could not look
+    return guarded(name, TARGET, body)
 
 
 # -- pods ------------------------------------------------------------------------------------
@@ -459,8 +429,8 @@ def check_logs(
             name = p["metadata"]["name"]
             try:
                 text = kube.log(name, tail_lines=tail, since_seconds=since_s)
-            except ApiError as e:
-                text = f"(no log: {e.reason})"
+            except Refused as e:
+                text = f"(no log: {e})"
             pod_lines = text.splitlines()
             errors = [ln for ln in pod_lines if ERROR_LINE.search(ln)]
             rows.append(
@@ -502,8 +472,8 @@ def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
                 name = p["metadata"]["name"]
                 try:
                     text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
-                except ApiError as e:
-                    text = f"(no previous log: {e.reason})"
+                except Refused as e:
+                    text = f"(no previous log: {e})"
                 last = [ln for ln in text.splitlines() if ln.strip()]
                 term = cs.get("lastState", {}).get("terminated", {})
                 rows.append(
@@ -601,8 +571,8 @@ def check_log_matches(
             pod = p["metadata"]["name"]
             try:
                 text = kube.log(pod, tail_lines=tail, since_seconds=since_s)
-            except ApiError as e:
-                text = f"(no log: {e.reason})"
+            except Refused as e:
+                text = f"(no log: {e})"
             hits = [ln for ln in text.splitlines() if wanted.search(ln)]
             errors = [ln for ln in hits if ERROR_LINE.search(ln)]
             rows.append(
@@ -687,8 +657,8 @@ def check_oom_kills(kube: Kube, *, app: str, app_label: str = "app", tail: int =
                     continue
                 try:
                     text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
-                except ApiError as e:
-                    text = f"(no previous log: {e.reason})"
+                except Refused as e:
+                    text = f"(no previous log: {e})"
                 rows.append(
                     {
                         "pod": name,

@@ -68,12 +68,12 @@ def apply_rollback(kube: Kube, deployment: str) -> dict[str, Any]:
     body: dict[str, Any] = {"spec": {"template": template}}
     if cause:
         body["metadata"] = {"annotations": {CHANGE_CAUSE: cause}}
-    kube.apps.patch_namespaced_deployment(  # a JSON merge patch replaces the template whole
+    kube.call(  # a JSON merge patch replaces the template whole
+        kube.apps.patch_namespaced_deployment,
         deployment,
         kube.namespace,
         body,
         _content_type="application/merge-patch+json",
-        _request_timeout=kube.timeout_s,
     )
     return {
         "image": _images(template),

@@ -3,35 +3,23 @@ for how long); and the reads a reconciliation needs (positions, recorded fills, 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from irlib.platform import _client
-from irlib.results import Check, Evidence, Status
+from irlib.postgres import query
+from irlib.results import Check, Evidence, Status, guarded
 
 TARGET = "platform"
 
 
 def _guarded(name: str, body: Callable[[], Check]) -> Check:
-    t0 = time.monotonic()
-    try:
-        return body()
-    except _client.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return Check(
-            name,
-            TARGET,
-            Status.ERROR,
-            f"cannot read the platform database: {first}",
-            duration_s=time.monotonic() - t0,
-        )
+    return guarded(name, TARGET, body, what="cannot read the platform database")
 
 
 def strategies(
     dsn: str, *, timeout_s: float, password_env: str | None = None
 ) -> list[dict[str, Any]]:
-    return _client.query(
+    return query(
         dsn,
         "SELECT id, name, paused, updated_at FROM strategies ORDER BY id",
         timeout_s=timeout_s,
@@ -75,7 +63,7 @@ PENDING = """
 def pending_orders(
     dsn: str, *, timeout_s: float, password_env: str | None = None, limit: int = 500
 ) -> list[dict[str, Any]]:
-    return _client.query(dsn, PENDING, (limit,), timeout_s=timeout_s, password_env=password_env)
+    return query(dsn, PENDING, (limit,), timeout_s=timeout_s, password_env=password_env)
 
 
 def check_pending_orders(
@@ -120,7 +108,7 @@ def check_pending_orders(
 def positions(
     dsn: str, *, timeout_s: float, password_env: str | None = None
 ) -> list[dict[str, Any]]:
-    return _client.query(
+    return query(
         dsn,
         "SELECT account, symbol, qty, avg_price FROM positions",
         timeout_s=timeout_s,
@@ -135,7 +123,7 @@ def recorded_fills(
     ids = sorted(set(fill_ids))
     if not ids:
         return set()
-    rows = _client.query(
+    rows = query(
         dsn,
         "SELECT broker_fill_id FROM execution_reports WHERE broker_fill_id = ANY(%s)",
         (ids,),
@@ -152,7 +140,7 @@ def latest_prices(
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
-    rows = _client.query(
+    rows = query(
         dsn,
         "SELECT s.symbol, t.last FROM unnest(%s::text[]) AS s(symbol) CROSS JOIN LATERAL"
         " (SELECT last FROM market_data_ticks m WHERE m.symbol = s.symbol"

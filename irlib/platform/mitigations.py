@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from irlib import transport
+from irlib.errors import Refused
 from irlib.guard import Plan
-from irlib.platform import _client
 from irlib.platform.checks import pending_orders, strategies
+from irlib.postgres import write
 
 PAUSE_PATH = "/v1/admin/pause-all"
 
@@ -44,12 +46,19 @@ def apply_pause_all(
 ) -> dict[str, Any]:
     """Pause through the admin API, then read the strategies back: the result says whether
     every one of them is paused now."""
-    answer = _client.admin_post(api_url + PAUSE_PATH, token_env=token_env, timeout_s=timeout_s)
+    answer = transport.request(
+        "POST", api_url + PAUSE_PATH, timeout_s=timeout_s, token_env=token_env
+    )
+    if answer.status_code != 200:
+        raise Refused(
+            f"POST {PAUSE_PATH}: HTTP {answer.status_code} {answer.error}", answer.status_code
+        )
+    said = answer.body if isinstance(answer.body, dict) else {}
     rows = strategies(dsn, timeout_s=timeout_s, password_env=password_env)
     still = [r["name"] for r in rows if not r["paused"]]
     if still:
         raise RuntimeError(f"pause-all answered, but still running: {', '.join(still)}")
-    return {"paused": answer.get("paused", []), "all_paused": True, "strategies": len(rows)}
+    return {"paused": said.get("paused", []), "all_paused": True, "strategies": len(rows)}
 
 
 def _unsent(
@@ -95,7 +104,7 @@ def plan_cancel_orders(
 def apply_cancel_orders(
     dsn: str, strategy: str, *, timeout_s: float, password_env: str | None = None
 ) -> dict[str, Any]:
-    rows = _client.write(
+    rows = write(
         dsn,
         "UPDATE orders o SET state = 'cancelled', updated_at = now() FROM strategies s"
         " WHERE s.id = o.strategy_id AND o.state = 'new'"

@@ -8,8 +8,9 @@ import re
 import time
 from typing import Any
 
+from irlib.errors import Refused, Unreachable
 from irlib.postgres import _client
-from irlib.results import Check, Evidence, Status
+from irlib.results import Check, Evidence, Status, guarded
 
 sql = _client.sql  # psycopg.sql, for composing identifiers; this module never imports psycopg
 
@@ -19,42 +20,35 @@ TARGET = "postgres"
 def check_connectivity(
     dsn: str, *, timeout_s: float = 5.0, password_env: str | None = None
 ) -> Check:
-    t0 = time.monotonic()
-    try:
+    def body() -> Check:
+        t0 = time.monotonic()
         rows = _client.query(
             dsn,
             "SELECT version() AS version, now() AS now, pg_postmaster_start_time() AS started",
             timeout_s=timeout_s,
             password_env=password_env,
         )
-    except _client.OperationalError as e:
+        row = rows[0]
         return Check(
             "database connectivity",
             TARGET,
-            Status.FAIL,
-            f"cannot connect: {_first_line(e)}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
+            Status.OK,
+            f"connected in {(time.monotonic() - t0) * 1000:.0f} ms",
+            (Evidence.table("server", [row]),),
+            facts={"reachable": True},
         )
-    row = rows[0]
-    return Check(
-        "database connectivity",
-        TARGET,
-        Status.OK,
-        f"connected in {(time.monotonic() - t0) * 1000:.0f} ms",
-        (Evidence.table("server", [row]),),
-        duration_s=time.monotonic() - t0,
-        facts={"reachable": True},
-    )
+
+    # a database that takes no connection is down: FAIL, the finding itself
+    return guarded("database connectivity", TARGET, body, failing=(Unreachable,))
 
 
 def check_connection_count(
     dsn: str, *, warn_ratio: float = 0.8, timeout_s: float = 5.0, password_env: str | None = None
 ) -> Check:
     """Connections against max_connections, by state (active, idle, idle in transaction)."""
-    t0 = time.monotonic()
     name = "database connections"
-    try:
+
+    def body() -> Check:
         rows = _client.query(
             dsn,
             "SELECT coalesce(state, 'background') AS state, count(*) AS connections "
@@ -68,37 +62,25 @@ def check_connection_count(
             timeout_s=timeout_s,
             password_env=password_env,
         )[0]["m"]
-    except _client.OperationalError as e:
-        # the count is unknown, not bad: connectivity is the check that finds the database down
+        total = sum(r["connections"] for r in rows)
+        ratio = total / limit
+        status = Status.WARN if ratio >= warn_ratio else Status.OK
         return Check(
             name,
             TARGET,
-            Status.ERROR,
-            f"cannot count: {_first_line(e)}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
+            status,
+            f"{total} of max_connections {limit} ({ratio:.0%})",
+            (Evidence.table("pg_stat_activity by state", rows),),
+            facts={
+                "reachable": True,
+                "connections": total,
+                "max_connections": limit,
+                "by_state": {r["state"]: r["connections"] for r in rows},
+            },
         )
-    total = sum(r["connections"] for r in rows)
-    ratio = total / limit
-    status = Status.WARN if ratio >= warn_ratio else Status.OK
-    return Check(
-        name,
-        TARGET,
-        status,
-        f"{total} of max_connections {limit} ({ratio:.0%})",
-        (Evidence.table("pg_stat_activity by state", rows),),
-        duration_s=time.monotonic() - t0,
-        facts={
-            "reachable": True,
-            "connections": total,
-            "max_connections": limit,
-            "by_state": {r["state"]: r["connections"] for r in rows},
-        },
-    )
 
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # the count is unknown, not bad: connectivity is the check that finds the database down
+    return guarded(name, TARGET, body, what="cannot count")
 
 
 # -- the high-latency runbook's database checks --------------------------------------------------
@@ -145,7 +127,7 @@ def _stat_columns(conn: Any) -> tuple[str, str, str]:
         ).fetchall()
     }
     if not names:
-        raise LookupError("pg_stat_statements is not installed in this database")
+        raise Refused("pg_stat_statements is not installed in this database")
     if "mean_exec_time" in names:
         return "mean_exec_time", "max_exec_time", "total_exec_time"
     return "mean_time", "max_time", "total_time"
@@ -214,7 +196,7 @@ def _plan(conn: Any, query: str) -> dict[str, Any]:
             conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(PLAN_STATEMENT)))
             conn.execute("RESET plan_cache_mode")
     except _client.Error as e:
-        return {"error": _first_line(e)}
+        return {"error": _client.first_line(e)}
     root = next(iter(plan.values()))[0]["Plan"]
     scans = []
     stack = [root]
@@ -253,8 +235,8 @@ def check_top_statements(
     missing; the verdict's rules weigh share, growth and plan, which a machine's speed does
     not move."""
     name = "top statements"
-    t0 = time.monotonic()
-    try:
+
+    def body() -> Check:
         with _client.connect(dsn, timeout_s=timeout_s, password_env=password_env) as conn:
             cols = _stat_columns(conn)
             before = {r["queryid"]: r for r in _statements(conn, cols, 200)}
@@ -310,88 +292,80 @@ def check_top_statements(
                     }
                 r["plan"] = _plan(conn, r["query"])
             rows = rows[:limit]
-    except (_client.Error, LookupError) as e:
+        shown = [
+            {
+                k: v
+                for k, v in {**r, "query": r["query"][:160]}.items()
+                if k not in ("suggested_index", "plan")
+            }
+            for r in rows
+        ]
+        title = f"pg_stat_statements, {cols[0]} (ms); recent = the last {sample_s:g} s"
+        evidence = [Evidence.table(title, shown)]
+        for r in hot:
+            s = r.get("suggested_index")
+            scans = (r.get("plan") or {}).get("seq_scans") or []
+            if s or scans:
+                evidence.append(
+                    Evidence(
+                        f"a hot statement ({r['share']:.0%} of the database's time): plan, index",
+                        text="\n".join(
+                            [r["query"][:200]]
+                            + [
+                                f"plan: Seq Scan on {x['table']} ({x['rows']} rows), {x['filter']}"
+                                for x in scans
+                            ]
+                            + (
+                                [
+                                    f"index {s['table']}({', '.join(s['columns'])}): "
+                                    + (
+                                        f"exists ({', '.join(s['existing'])})"
+                                        if s["existing"]
+                                        else "missing"
+                                    )
+                                ]
+                                if s
+                                else []
+                            )
+                        ),
+                    )
+                )
+        slow = [r for r in hot if (r["recent_mean_ms"] or 0) >= slow_ms]
+        scanning = [
+            r
+            for r in hot
+            if r.get("suggested_index")
+            and not r["suggested_index"]["existing"]
+            and (r.get("plan") or {}).get("seq_scans")
+        ]
+        if slow or scanning:
+            top = (scanning or slow)[0]
+            status = Status.WARN
+            summary = (
+                f"hottest statement {top['share']:.0%} of the database's time, "
+                f"{top['recent_mean_ms']:.1f} ms mean"
+                + (", scans a table without the index it wants" if scanning else "")
+                + f": {top['query'][:80]}"
+            )
+        else:
+            status, summary = Status.OK, f"no statement's recent mean above {slow_ms:g} ms"
         return Check(
             name,
             TARGET,
-            Status.ERROR,
-            f"cannot read pg_stat_statements: {_first_line(e)}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
+            status,
+            summary,
+            tuple(evidence),
+            facts={
+                "reachable": True,
+                "columns": cols,
+                "statements": rows,
+                "hot": hot,
+                "slow": slow,
+                "sample_s": sample_s,
+            },
         )
-    shown = [
-        {
-            k: v
-            for k, v in {**r, "query": r["query"][:160]}.items()
-            if k not in ("suggested_index", "plan")
-        }
-        for r in rows
-    ]
-    title = f"pg_stat_statements, {cols[0]} (ms); recent = the last {sample_s:g} s"
-    evidence = [Evidence.table(title, shown)]
-    for r in hot:
-        s = r.get("suggested_index")
-        scans = (r.get("plan") or {}).get("seq_scans") or []
-        if s or scans:
-            evidence.append(
-                Evidence(
-                    f"a hot statement ({r['share']:.0%} of the database's time): plan, index",
-                    text="\n".join(
-                        [r["query"][:200]]
-                        + [
-                            f"plan: Seq Scan on {x['table']} ({x['rows']} rows), {x['filter']}"
-                            for x in scans
-                        ]
-                        + (
-                            [
-                                f"index {s['table']}({', '.join(s['columns'])}): "
-                                + (
-                                    f"exists ({', '.join(s['existing'])})"
-                                    if s["existing"]
-                                    else "missing"
-                                )
-                            ]
-                            if s
-                            else []
-                        )
-                    ),
-                )
-            )
-    slow = [r for r in hot if (r["recent_mean_ms"] or 0) >= slow_ms]
-    scanning = [
-        r
-        for r in hot
-        if r.get("suggested_index")
-        and not r["suggested_index"]["existing"]
-        and (r.get("plan") or {}).get("seq_scans")
-    ]
-    if slow or scanning:
-        top = (scanning or slow)[0]
-        status = Status.WARN
-        summary = (
-            f"hottest statement {top['share']:.0%} of the database's time, "
-            f"{top['recent_mean_ms']:.1f} ms mean"
-            + (", scans a table without the index it wants" if scanning else "")
-            + f": {top['query'][:80]}"
-        )
-    else:
-        status, summary = Status.OK, f"no statement's recent mean above {slow_ms:g} ms"
-    return Check(
-        name,
-        TARGET,
-        status,
-        summary,
-        tuple(evidence),
-        duration_s=time.monotonic() - t0,
-        facts={
-            "reachable": True,
-            "columns": cols,
-            "statements": rows,
-            "hot": hot,
-            "slow": slow,
-            "sample_s": sample_s,
-        },
-    )
+
+    return guarded(name, TARGET, body, what="cannot read pg_stat_statements")
 
 
 def _seconds(col: str) -> str:
@@ -409,8 +383,8 @@ def check_active_queries(
     """The seed's `pg_stat_activity WHERE state = 'active' ORDER BY duration DESC`, and the
     sessions idle in transaction (they hold locks and snapshots while doing nothing)."""
     name = "active queries"
-    t0 = time.monotonic()
-    try:
+
+    def body() -> Check:
         rows = _client.query(
             dsn,
             f"SELECT pid, application_name, state, {_seconds('query_start')} AS duration_s, "
@@ -424,31 +398,23 @@ def check_active_queries(
             timeout_s=timeout_s,
             password_env=password_env,
         )
-    except _client.Error as e:
+        idle_tx = [r for r in rows if r["state"].startswith("idle in transaction")]
+        long = [r for r in rows if r["state"] == "active" and (r["duration_s"] or 0) >= long_s]
+        status = Status.WARN if long or idle_tx else Status.OK
+        summary = (
+            f"{sum(r['state'] == 'active' for r in rows)} active ({len(long)} over {long_s:g} s), "
+            f"{len(idle_tx)} idle in transaction"
+        )
         return Check(
             name,
             TARGET,
-            Status.ERROR,
-            f"cannot read pg_stat_activity: {_first_line(e)}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
+            status,
+            summary,
+            (Evidence.table("pg_stat_activity (client backends, longest first)", rows),),
+            facts={"reachable": True, "long": long, "idle_in_transaction": idle_tx},
         )
-    idle_tx = [r for r in rows if r["state"].startswith("idle in transaction")]
-    long = [r for r in rows if r["state"] == "active" and (r["duration_s"] or 0) >= long_s]
-    status = Status.WARN if long or idle_tx else Status.OK
-    summary = (
-        f"{sum(r['state'] == 'active' for r in rows)} active ({len(long)} over {long_s:g} s), "
-        f"{len(idle_tx)} idle in transaction"
-    )
-    return Check(
-        name,
-        TARGET,
-        status,
-        summary,
-        (Evidence.table("pg_stat_activity (client backends, longest first)", rows),),
-        duration_s=time.monotonic() - t0,
-        facts={"reachable": True, "long": long, "idle_in_transaction": idle_tx},
-    )
+
+    return guarded(name, TARGET, body, what="cannot read pg_stat_activity")
 
 
 def check_blocking_locks(
@@ -457,8 +423,8 @@ def check_blocking_locks(
     """Sessions waiting on a lock, and who holds it (`pg_blocking_pids`); FAIL when any wait.
     A root blocker (not itself waiting) is what a `terminate:PID` would free."""
     name = "blocking locks"
-    t0 = time.monotonic()
-    try:
+
+    def body() -> Check:
         rows = _client.query(
             dsn,
             f"SELECT w.pid AS waiting_pid, w.application_name AS waiting_app, "
@@ -474,56 +440,48 @@ def check_blocking_locks(
             timeout_s=timeout_s,
             password_env=password_env,
         )
-    except _client.Error as e:
+        blockers: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            b = blockers.setdefault(
+                r["blocking_pid"],
+                {
+                    "pid": r["blocking_pid"],
+                    "application_name": r["blocking_app"],
+                    "state": r["blocking_state"],
+                    "xact_s": r["blocking_xact_s"],
+                    "query": r["blocking_query"],
+                    "root": r["root"],
+                    "waiters": 0,
+                    "longest_wait_s": 0.0,
+                },
+            )
+            b["waiters"] += 1
+            b["longest_wait_s"] = max(b["longest_wait_s"], r["waiting_s"] or 0.0)
+        ranked = sorted(blockers.values(), key=lambda b: (not b["root"], -b["waiters"]))
+        if ranked:
+            top = ranked[0]
+            status = Status.FAIL
+            summary = (
+                f"{len({r['waiting_pid'] for r in rows})} session(s) waiting; pid {top['pid']} "
+                f"({top['application_name'] or '?'}, {top['state']}) blocks {top['waiters']}"
+            )
+        else:
+            status, summary = Status.OK, "no session waits on a lock"
+        evidence = (
+            (
+                Evidence.table("blockers", ranked),
+                Evidence.table("waiting sessions and who blocks them", rows),
+            )
+            if rows
+            else ()
+        )
         return Check(
             name,
             TARGET,
-            Status.ERROR,
-            f"cannot read locks: {_first_line(e)}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
+            status,
+            summary,
+            evidence,
+            facts={"reachable": True, "blockers": ranked, "waiting": len(rows)},
         )
-    blockers: dict[int, dict[str, Any]] = {}
-    for r in rows:
-        b = blockers.setdefault(
-            r["blocking_pid"],
-            {
-                "pid": r["blocking_pid"],
-                "application_name": r["blocking_app"],
-                "state": r["blocking_state"],
-                "xact_s": r["blocking_xact_s"],
-                "query": r["blocking_query"],
-                "root": r["root"],
-                "waiters": 0,
-                "longest_wait_s": 0.0,
-            },
-        )
-        b["waiters"] += 1
-        b["longest_wait_s"] = max(b["longest_wait_s"], r["waiting_s"] or 0.0)
-    ranked = sorted(blockers.values(), key=lambda b: (not b["root"], -b["waiters"]))
-    if ranked:
-        top = ranked[0]
-        status = Status.FAIL
-        summary = (
-            f"{len({r['waiting_pid'] for r in rows})} session(s) waiting; pid {top['pid']} "
-            f"({top['application_name'] or '?'}, {top['state']}) blocks {top['waiters']}"
-        )
-    else:
-        status, summary = Status.OK, "no session waits on a lock"
-    evidence = (
-        (
-            Evidence.table("blockers", ranked),
-            Evidence.table("waiting sessions and who blocks them", rows),
-        )
-        if rows
-        else ()
-    )
-    return Check(
-        name,
-        TARGET,
-        status,
-        summary,
-        evidence,
-        duration_s=time.monotonic() - t0,
-        facts={"reachable": True, "blockers": ranked, "waiting": len(rows)},
-    )
+
+    return guarded(name, TARGET, body, what="cannot read locks")

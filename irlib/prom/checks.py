@@ -7,11 +7,10 @@ A Prometheus that cannot be asked is ERROR (we do not know the latency), never O
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
-from irlib.prom import _client
-from irlib.results import Check, Evidence, Status
+from irlib.prom.query import query
+from irlib.results import Check, Evidence, Status, guarded
 
 TARGET = "prometheus"
 QUANTILES = (0.5, 0.95, 0.99)
@@ -49,67 +48,59 @@ def check_latency(
     """API p50/p95/p99 over `window`, overall and per route; FAIL when a p99 passes the
     threshold (the seed's "API response time > 5 seconds")."""
     name = "api latency"
-    t0 = time.monotonic()
-    rows: dict[str, dict[str, Any]] = {}
-    try:
+
+    def body() -> Check:
+        rows: dict[str, dict[str, Any]] = {}
         for q in QUANTILES:
             col = f"p{round(q * 100)}_s"
-            for _labels, value in _client.query(
+            for _labels, value in query(
                 url, quantile_query(metric, q, window, job), timeout_s=timeout_s
             ):
                 rows.setdefault("(all)", {"route": "(all)"})[col] = _round(value)
-            for labels, value in _client.query(
+            for labels, value in query(
                 url, quantile_query(metric, q, window, job, by="route"), timeout_s=timeout_s
             ):
                 route = labels.get("route", "?")
                 rows.setdefault(route, {"route": route})[col] = _round(value)
-    except _client.Unreachable as e:
+        overall = rows.pop("(all)", {"route": "(all)"})
+        per_route = sorted(rows.values(), key=lambda r: -(r.get("p99_s") or 0))
+        table = [overall, *per_route]
+        for r in table:
+            r["over_threshold"] = (r.get("p99_s") or 0) > threshold_s
+        slow = [r["route"] for r in per_route if r["over_threshold"]]
+        p99 = overall.get("p99_s")
+        facts = {
+            "reachable": True,
+            "p50_s": overall.get("p50_s"),
+            "p95_s": overall.get("p95_s"),
+            "p99_s": p99,
+            "threshold_s": threshold_s,
+            "window": window,
+            "routes": {r["route"]: r.get("p99_s") for r in per_route},
+            "slow_routes": slow,
+            "high": (p99 or 0) > threshold_s or bool(slow),
+        }
+        if p99 is None:
+            status, summary = Status.WARN, f"no requests measured in the last {window}"
+        elif facts["high"]:
+            status = Status.FAIL
+            summary = f"p99 {p99:.2f} s over {threshold_s:g} s" + (
+                f"; slow routes: {', '.join(slow)}" if slow else ""
+            )
+        else:
+            status = Status.OK
+            p50 = overall.get("p50_s") or 0.0
+            summary = f"p50 {p50:.3f} s, p99 {p99:.3f} s (threshold {threshold_s:g} s)"
         return Check(
             name,
             TARGET,
-            Status.ERROR,
-            f"cannot query Prometheus: {e}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
+            status,
+            summary,
+            (Evidence.table(f"latency quantiles over {window} (seconds)", table),),
+            facts=facts,
         )
-    overall = rows.pop("(all)", {"route": "(all)"})
-    per_route = sorted(rows.values(), key=lambda r: -(r.get("p99_s") or 0))
-    table = [overall, *per_route]
-    for r in table:
-        r["over_threshold"] = (r.get("p99_s") or 0) > threshold_s
-    slow = [r["route"] for r in per_route if r["over_threshold"]]
-    p99 = overall.get("p99_s")
-    facts = {
-        "reachable": True,
-        "p50_s": overall.get("p50_s"),
-        "p95_s": overall.get("p95_s"),
-        "p99_s": p99,
-        "threshold_s": threshold_s,
-        "window": window,
-        "routes": {r["route"]: r.get("p99_s") for r in per_route},
-        "slow_routes": slow,
-        "high": (p99 or 0) > threshold_s or bool(slow),
-    }
-    if p99 is None:
-        status, summary = Status.WARN, f"no requests measured in the last {window}"
-    elif facts["high"]:
-        status = Status.FAIL
-        summary = f"p99 {p99:.2f} s over {threshold_s:g} s" + (
-            f"; slow routes: {', '.join(slow)}" if slow else ""
-        )
-    else:
-        status = Status.OK
-        p50 = overall.get("p50_s") or 0.0
-        summary = f"p50 {p50:.3f} s, p99 {p99:.3f} s (threshold {threshold_s:g} s)"
-    return Check(
-        name,
-        TARGET,
-        status,
-        summary,
-        (Evidence.table(f"latency quantiles over {window} (seconds)", table),),
-        duration_s=time.monotonic() - t0,
-        facts=facts,
-    )
+
+    return guarded(name, TARGET, body, what="cannot query Prometheus")
 
 
 def _round(value: float | None) -> float | None:

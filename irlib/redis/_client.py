@@ -1,22 +1,36 @@
-"""The only module of irlib.redis that imports the redis driver; short socket timeouts so a
-dead server costs a check its timeout and nothing more."""
+"""The only module of irlib that imports the redis driver; short socket timeouts so a dead
+server costs a check its timeout and nothing more. What the driver raises leaves `session`
+as irlib's target errors: no connection is Unreachable, no answer in time TimedOut, an
+error reply (NOAUTH, LOADING ...) Refused."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
-Error = redis.RedisError
-ConnectionError = redis.ConnectionError
-TimeoutError = redis.TimeoutError
+from irlib.errors import Refused, TimedOut, Unreachable
+from irlib.transport import secret
 
 
-def client(url: str, *, timeout_s: float, password_env: str | None = None) -> redis.Redis:
-    kwargs: dict[str, Any] = {}
-    if password_env and os.environ.get(password_env):
-        kwargs["password"] = os.environ[password_env]
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **kwargs
+@contextmanager
+def session(
+    url: str, *, timeout_s: float, password_env: str | None = None
+) -> Iterator[redis.Redis]:
+    """A client for the `with` block, closed on leaving it."""
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        password=secret(password_env),
     )
+    try:
+        with client:
+            yield client
+    except redis.TimeoutError as e:
+        raise TimedOut(f"no answer within {timeout_s:g} s: {e}") from e
+    except redis.ConnectionError as e:  # refused, reset, and also a refused password
+        raise Unreachable(f"unreachable: {e}") from e
+    except redis.RedisError as e:
+        raise Refused(str(e)) from e

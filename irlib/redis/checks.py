@@ -3,48 +3,34 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from irlib.errors import Refused, Unreachable
 from irlib.redis import _client
-from irlib.results import Check, Evidence, Status
+from irlib.results import Check, Evidence, Status, guarded
 
 TARGET = "redis"
 
 
 def check_ping(url: str, *, timeout_s: float = 5.0, password_env: str | None = None) -> Check:
-    t0 = time.monotonic()
-    try:
-        with _client.client(url, timeout_s=timeout_s, password_env=password_env) as r:
+    def body() -> Check:
+        t0 = time.monotonic()
+        with _client.session(url, timeout_s=timeout_s, password_env=password_env) as r:
             r.ping()
             info = r.info("server")
-    except _client.TimeoutError as e:
+        elapsed = time.monotonic() - t0
+        row = {k: info.get(k) for k in ("redis_version", "uptime_in_seconds", "tcp_port")}
         return Check(
             "redis ping",
             TARGET,
-            Status.ERROR,
-            f"no answer: {e}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": None},
+            Status.OK,
+            f"PONG in {elapsed * 1000:.0f} ms",
+            (Evidence.table("server", [row]),),
+            facts={"reachable": True},
         )
-    except _client.Error as e:
-        return Check(
-            "redis ping",
-            TARGET,
-            Status.FAIL,
-            f"PING failed: {e}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
-        )
-    elapsed = time.monotonic() - t0
-    row = {k: info.get(k) for k in ("redis_version", "uptime_in_seconds", "tcp_port")}
-    return Check(
-        "redis ping",
-        TARGET,
-        Status.OK,
-        f"PONG in {elapsed * 1000:.0f} ms",
-        (Evidence.table("server", [row]),),
-        duration_s=elapsed,
-        facts={"reachable": True},
-    )
+
+    # no PONG is the finding (FAIL); a silent server is unknown (ERROR)
+    return guarded("redis ping", TARGET, body, failing=(Unreachable, Refused), what="PING failed")
 
 
 def check_memory(
@@ -58,20 +44,19 @@ def check_memory(
     `evicted_keys` (INFO stats). WARN when used memory passes `warn_ratio` of maxmemory and
     keys are being evicted."""
     name = "redis memory"
-    t0 = time.monotonic()
-    try:
-        with _client.client(url, timeout_s=timeout_s, password_env=password_env) as r:
+
+    def body() -> Check:
+        with _client.session(url, timeout_s=timeout_s, password_env=password_env) as r:
             memory = r.info("memory")
             stats = r.info("stats")
-    except _client.Error as e:
-        return Check(
-            name,
-            TARGET,
-            Status.ERROR,
-            f"cannot read INFO: {e}",
-            duration_s=time.monotonic() - t0,
-            facts={"reachable": False},
-        )
+        return _memory_check(name, memory, stats, warn_ratio)
+
+    return guarded(name, TARGET, body, what="cannot read INFO")
+
+
+def _memory_check(
+    name: str, memory: dict[str, Any], stats: dict[str, Any], warn_ratio: float
+) -> Check:
     used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
     evicted = int(stats.get("evicted_keys", 0))
     ratio = used / limit if limit else None
@@ -108,7 +93,6 @@ def check_memory(
         status,
         summary,
         (Evidence.table("INFO memory / INFO stats", [row]),),
-        duration_s=time.monotonic() - t0,
         facts={
             "reachable": True,
             "used": used,

@@ -16,20 +16,19 @@ from functools import partial
 from typing import Any
 
 from irlib import reconciliation as rec
-from irlib.broker import _client as broker_client
+from irlib.broker import Broker
 from irlib.broker import checks as broker
 from irlib.checklist import Checklist, Item, validate
 from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
+from irlib.k8s import Kube
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
-from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
-from irlib.platform import _client as platform_client
 from irlib.platform import checks as platform
 from irlib.platform import mitigations as platform_fix
 from irlib.profile import Profile
-from irlib.results import Cause, Check, Evidence, Status, Verdict
+from irlib.results import Cause, Check, Evidence, Status, Verdict, guarded
 from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
@@ -73,7 +72,9 @@ class ExecutionFailures(Runbook):
         super().__init__(**kw)
         p = self.profile
         self.kube = Kube.for_target(p.kubernetes, timeout_s=self.timeout_s)
-        self.broker = broker_client.Broker(p.broker.url, p.broker.token_env, p.timeouts.http_s)
+        self.broker = Broker(
+            p.broker.url, timeout_s=p.timeouts.http_s, token_env=p.broker.token_env
+        )
         self.ticked = ticked
         self.log_tail, self.log_since_s, self.log_pattern = log_tail, log_since_s, log_pattern
         self.broker_latency_max_s = broker_latency_max_s
@@ -175,18 +176,13 @@ class ExecutionFailures(Runbook):
         return rec.reconcile(held, internal, prices, rec.unreported_fills(fills, recorded))
 
     def _check_reconciliation(self) -> Check:
-        t0 = time.monotonic()
-        try:
+        def body() -> Check:
             first = self.snapshot()
             time.sleep(self.reconcile_confirm_s)
-            result = rec.confirm(first, self.snapshot())
-        except (broker_client.TimedOut, broker_client.MissingToken, broker_client.Refused) as e:
-            return _error("position reconciliation", f"cannot read the broker: {e}", t0)
-        except broker_client.Unreachable as e:
-            return _error("position reconciliation", f"broker unreachable: {e}", t0)
-        except platform_client.Error as e:
-            return _error("position reconciliation", f"cannot read the platform: {e}", t0)
-        return reconciliation_check(result, duration_s=time.monotonic() - t0)
+            return reconciliation_check(rec.confirm(first, self.snapshot()))
+
+        # either side may not answer, the broker or the platform's database
+        return guarded("position reconciliation", "broker", body, what="cannot reconcile")
 
     # -- 3. Investigate Broker Connection --------------------------------------------------------
 
@@ -358,10 +354,6 @@ def submission_stopped(strategies: Check, replicas: Check) -> Check:
         evidence,
         facts=facts,
     )
-
-
-def _error(name: str, summary: str, t0: float) -> Check:
-    return Check(name, "broker", Status.ERROR, summary, duration_s=time.monotonic() - t0)
 
 
 def reconciliation_check(result: rec.Reconciliation, *, duration_s: float = 0.0) -> Check:

@@ -17,9 +17,9 @@ from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_endpoint
 from irlib.io import utcnow
+from irlib.k8s import Kube
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
-from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
 from irlib.postgres.checks import check_connection_count, check_connectivity
 from irlib.profile import Profile

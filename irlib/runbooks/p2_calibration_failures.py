@@ -17,9 +17,8 @@ from irlib.calibration.plot import SurfacePlot, surface_plot
 from irlib.diagnosis import conclude
 from irlib.errors import UsageError
 from irlib.guard import Plan, parse_mitigation_id
+from irlib.k8s import Kube, quantity
 from irlib.k8s import checks as k8s
-from irlib.k8s import quantity
-from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
 from irlib.profile import Profile
 from irlib.results import Cause, Check, Verdict

@@ -16,9 +16,9 @@ from typing import Any
 from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_pool
+from irlib.k8s import Kube
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
-from irlib.k8s._client import Kube
 from irlib.mitigation import MitigationPanel
 from irlib.postgres import checks as pg
 from irlib.postgres import mitigations as pg_fix
