@@ -275,8 +275,19 @@ def test_fault_drill_over_every_fault_diagnoses_each_and_archives_the_matrix(
         assert cell["outcome"] == "diagnosed" and cell["top_cause"] == cell["fault"], cell
         assert cell["time_to_verdict_s"] > 0
         assert cell["score"] is not None and cell["evidence"], cell  # its margin is recorded
-        assert (drill_dir / cell["run_dir"] / "results.json").is_file()
         assert cell["run_dir"] in (drill_dir / "matrix.md").read_text()
+        # This is the one run of each fault's own runbook in the suite (the runbook tests
+        # inject a fault again only to mitigate it): its evidence, exit code, verdict and
+        # severity, and that nothing ran unconfirmed.
+        results = json.loads((drill_dir / cell["run_dir"] / "results.json").read_text())
+        verdict = results["verdict"]
+        assert cell["exit_code"] == results["exit_code"] == 1, cell
+        assert verdict["causes"][0]["id"] == cell["fault"], verdict
+        severity = "P1" if cell["runbook"].startswith("p1_") else "P2"
+        assert verdict["severity"] == severity, verdict
+        states = ("degraded",) if severity == "P2" else ("down", "degraded")
+        assert verdict["state"] == cell["state"] and cell["state"] in states, verdict
+        assert all(m["outcome"] != "executed" for m in results["mitigations"]), results
     assert {c["fault"] for c in matrix["cells"]} == set(FAULTS)
     assert [t["fault"] for t in matrix["timings"]] == list(FAULTS)
     assert json.loads(lab.irlib("lab", "status", "--json").stdout)["faults"] == []

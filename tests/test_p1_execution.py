@@ -17,16 +17,12 @@ import httpx
 import psycopg
 import pytest
 
-from irlib.lab.faults import FAULTS
 from irlib.lab.faults_execution import MISMATCH_ACCOUNT, MISMATCH_DELTAS, P1_EXECUTION
 
 from .conftest import LabHandle, irlib
 from .test_p1_runbook import hung_broker_profile, top_cause
 
 RUNBOOK = P1_EXECUTION
-FAULT_NAMES = [name for name, f in FAULTS.items() if f.runbook == RUNBOOK]
-# these two have their own, stricter tests below (top cause included): one run each is enough
-OWN_TESTS = ("position-mismatch", "missing-execution-reports")
 
 
 def run(
@@ -118,26 +114,6 @@ def test_no_fault_gives_a_healthy_verdict_and_records_the_checklist(
     notebook = (run_dir / "notebook.ipynb").read_text()
     assert "[x] All pending orders cancelled or confirmed" in notebook
     assert "[ ] Positions reconciled with broker" in notebook
-
-
-ALONE = [f for f in FAULT_NAMES if f not in OWN_TESTS]
-
-
-def test_every_fault_of_this_runbook_is_tested() -> None:
-    assert set(ALONE) | set(OWN_TESTS) == set(FAULT_NAMES) and len(FAULT_NAMES) == 6
-
-
-@pytest.mark.parametrize("fault", ALONE, ids=ALONE)
-def test_each_fault_is_the_verdicts_top_cause(lab: LabHandle, tmp_path: Path, fault: str) -> None:
-    lab.irlib("lab", "inject", fault, check=True)
-    try:
-        code, run_dir, results = run(lab, tmp_path)
-    finally:
-        lab.irlib("lab", "clear", check=True)
-    assert run_dir is not None, "the run left no evidence folder"
-    assert top_cause(results) == fault, results.get("verdict")
-    assert code == 1
-    assert results["verdict"]["severity"] == "P1"
 
 
 def test_position_mismatch_lists_exactly_the_changed_symbols_and_writes_nothing(
