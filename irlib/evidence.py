@@ -22,7 +22,6 @@ from irlib.io import RUN_DIR_ENV  # set by the runner: where events.jsonl goes
 
 REDACT_ENVS_ENV = "IRLIB_REDACT_ENVS"  # comma-separated env-var names holding secrets
 EVENTS_FILE = "events.jsonl"
-KINDS = ("run", "check", "verdict", "mitigation")
 REDACTED = "[REDACTED]"
 SECRET_NAME_HINTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
 MIN_SECRET_LEN = 8  # shorter values would blank out ordinary words everywhere

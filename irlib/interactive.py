@@ -29,7 +29,6 @@ from irlib.io import utcnow
 SESSION_ENV = "JPY_SESSION_NAME"  # set by jupyter_server in a notebook's kernel: its path
 MARKER = "application/vnd.irlib.run+json"  # the output that ties a saved notebook to its folder
 MODE = "interactive"
-HOOK = "irlib.interactive.post_save_hook"
 DECISIONS_TAG = "irlib-decisions"
 log = logging.getLogger(__name__)
 

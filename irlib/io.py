@@ -29,6 +29,7 @@ from irlib.errors import UsageError
 
 OUTPUTS_ENV = "IRLIB_OUTPUTS"  # where incidents and runs are archived, when not given
 RUN_DIR_ENV = "IRLIB_RUN_DIR"  # set by the runner in a run's kernel: OUTPUTS/<incident>/<run>
+DRILLS_DIR = "drills"  # OUTPUTS/drills/<UTC date>/<drill>/: where drills archive their runs
 # A name that becomes a folder name (an incident, a runbook): no '/', no leading '.' or '-',
 # nothing after a newline (`\Z`, where `$` would let a trailing newline through).
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -68,14 +69,19 @@ def check_safe_name(value: str, what: str) -> str:
 
 def outputs_root(explicit: StrPath | None = None) -> Path:
     """Where incidents and runs are archived: `explicit`; in a run's kernel, the outputs that
-    run is archived under ($IRLIB_RUN_DIR is OUTPUTS/<incident>/<run>); else $IRLIB_OUTPUTS;
+    run is archived under ($IRLIB_RUN_DIR: OUTPUTS/<incident>/<run>, or a drill's run under
+    OUTPUTS/drills/); else $IRLIB_OUTPUTS;
     else `outputs/` at the repository root when irlib runs from a checkout (notebooks run in
     notebooks/); else ./outputs. Relative paths are returned as given."""
     if explicit:
         return Path(explicit)
     run_dir = os.environ.get(RUN_DIR_ENV)
     if run_dir:
-        return Path(run_dir).resolve().parent.parent
+        parents = Path(run_dir).resolve().parents
+        for p in parents:  # a drill's run: OUTPUTS/drills/<date>/<drill>/<run>
+            if p.name == DRILLS_DIR:
+                return p.parent
+        return parents[1]  # `irlib run`: OUTPUTS/<incident>/<run>
     if os.environ.get(OUTPUTS_ENV):
         return Path(os.environ[OUTPUTS_ENV])
     root = Path(__file__).resolve().parent.parent

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-DRILLS_DIR = "drills"
+from irlib.io import DRILLS_DIR
+
 HEALTH = "health"  # the folder label of a health drill; its notebook is health_drill.ipynb
 FAULTS = "faults"
 HEALTH_NOTEBOOK = "health_drill"

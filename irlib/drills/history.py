@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from irlib.drills import DRILLS_DIR, FAULTS, HEALTH, MATRIX_JSON, drills_root
-from irlib.io import utcnow
+from irlib.drills import FAULTS, HEALTH, MATRIX_JSON, drills_root
+from irlib.io import outputs_root, utcnow
 from irlib.runbooks import SCENARIOS
 
 if TYPE_CHECKING:
@@ -39,21 +39,6 @@ class Outcome:
     folder: Path
     time_to_diagnosis_s: float | None = None  # fault drills: the mean over its faults
     detail: str = ""
-
-
-def default_outputs() -> Path:
-    """The archive a notebook reads: the one this run is written to, else ./outputs."""
-    run_dir = os.environ.get("IRLIB_RUN_DIR")
-    if run_dir:
-        parents = Path(run_dir).resolve().parents
-        for p in parents:
-            if p.name == DRILLS_DIR:
-                return p.parent
-        return parents[1]  # `irlib run`: OUTPUTS/<incident>/<run>
-    for candidate in (Path("outputs"), Path("../outputs")):  # JupyterLab in the repo or notebooks/
-        if candidate.is_dir():
-            return candidate
-    return Path("outputs")
 
 
 def read_outcomes(outputs: Path, days: float, now: datetime | None = None) -> list[Outcome]:
@@ -247,7 +232,7 @@ def load_history(
     settings = profile.drills if profile is not None else DrillSettings()
     days = settings.history_days if days is None else days
     now = now or utcnow()
-    root = Path(outputs) if outputs is not None else default_outputs()
+    root = outputs_root(outputs)
     outcomes = read_outcomes(root, days, now)
     names = list(SCENARIOS) + sorted({o.runbook for o in outcomes} - set(SCENARIOS))
     runbooks = []

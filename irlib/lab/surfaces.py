@@ -33,11 +33,6 @@ GENERATING: dict[str, HestonParams] = {
 }
 
 
-def maturity_days(expiry: dt.date, quoted: dt.date) -> int:
-    """Whole days from the quote's (UTC) date to expiry: how the service measures maturity."""
-    return (expiry - quoted).days
-
-
 def grid(spot: float, atm_vol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(days, strikes, is_call) of a snapshot: out-of-the-money puts below spot, calls above."""
     days = np.repeat(np.array(EXPIRY_DAYS, dtype=float), len(STANDARD_MOVES))

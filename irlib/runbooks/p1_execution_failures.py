@@ -411,11 +411,6 @@ def reconciliation_check(result: rec.Reconciliation, *, duration_s: float = 0.0)
 # -- the verdict -------------------------------------------------------------------------------
 
 
-def _status(checks: Mapping[str, Check], name: str) -> Status | None:
-    check = checks.get(name)
-    return check.status if check else None
-
-
 Rule = Callable[[Mapping[str, Check], Profile], Cause | None]
 RULES: list[Rule] = []
 STOP = ("pause-all",)  # the seed's first response to any execution failure

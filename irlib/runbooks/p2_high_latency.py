@@ -30,14 +30,6 @@ from irlib.results import facts_of as _facts
 from irlib.runbook import CheckSpec, Runbook, Step
 
 MITIGATION_ACTIONS = ("create-index", "analyze", "terminate", "scale", "restart")
-CAUSES = (
-    "slow-query",
-    "lock-contention",
-    "connection-exhaustion",
-    "redis-memory-pressure",
-    "cpu-saturation",
-    "memory-leak",
-)
 CPU_HOT = 0.9  # of the CPU limit: throttled
 MEMORY_HOT = 0.85  # of the memory limit: an OOM kill is near
 MAX_TERMINATE_IDS = 20

@@ -14,7 +14,6 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from irlib.lab.kube.meta import Obj, new_uid, random_suffix, rfc3339
 from irlib.lab.kube.resources import Resource
@@ -212,7 +211,3 @@ class Store:
 def _sort_key(obj: Obj) -> tuple[str, str]:
     meta = obj["metadata"]
     return meta.get("namespace", ""), meta["name"]
-
-
-def copy_obj(obj: Any) -> Any:
-    return copy.deepcopy(obj)
