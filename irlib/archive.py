@@ -17,12 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import __version__, evidence, io
+from irlib import __version__, evidence, io, run_results
 from irlib.errors import UsageError
 
 NOTEBOOK = "notebook.ipynb"
 HTML = "notebook.html"
-RESULTS = "results.json"
 MANIFEST = "manifest.json"
 HEALTHY = "healthy"
 EXIT_HEALTHY, EXIT_PROBLEM, EXIT_CRASHED = 0, 1, 3
@@ -76,11 +75,13 @@ def archive(
     finished: datetime,
     duration_s: float,
     html: bool = True,
-    extra: Mapping[str, Any] | None = None,
+    mode: str | None = None,
+    notebook: str | None = None,
 ) -> RunResult:
     """The archive step of every run, headless or interactive (irlib.interactive): redact every
     file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
-    and manifest.json last. `source` is the notebook that was run; `extra` adds to results."""
+    and manifest.json last. `source` is the notebook that was run; an interactive session
+    gives its `mode` and `notebook` path."""
     secrets = evidence.secret_values(secret_envs)
     notebook_path = run_dir / NOTEBOOK
     for path in _files(run_dir):
@@ -94,26 +95,27 @@ def archive(
     # a resolution checklist (irlib.checklist) records each change; its last state counts
     checklists = [e["data"] for e in events if e["kind"] == "checklist"]
     exit_code = _exit_code(reason, verdict)
-    status = "crashed" if reason else "completed"
-    results = {
-        "runbook": runbook,
-        "incident": incident,
-        "operator": operator,
-        "profile": dict(profile),
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "duration_s": round(duration_s, 3),
-        "parameters": dict(parameters),
-        "status": status,
-        "reason": reason,
-        "checks": [e["data"] for e in events if e["kind"] == "check"],
-        "verdict": verdict,
-        "mitigations": [e["data"] for e in events if e["kind"] == "mitigation"],
-        "exit_code": exit_code,
-        **({"checklist": checklists[-1]} if checklists else {}),
-        **(extra or {}),
-    }
-    io.write_json_atomic(run_dir / RESULTS, evidence.redact_value(results, secrets))
+    status = run_results.CRASHED if reason else run_results.COMPLETED
+    results = run_results.RunResults(
+        runbook=runbook,
+        incident=incident,
+        operator=operator,
+        profile=dict(profile),
+        started_at=started,
+        finished_at=finished,
+        duration_s=duration_s,
+        parameters=dict(parameters),
+        status=status,
+        reason=reason,
+        checks=[e["data"] for e in events if e["kind"] == "check"],
+        verdict=verdict,
+        mitigations=[e["data"] for e in events if e["kind"] == "mitigation"],
+        exit_code=exit_code,
+        checklist=checklists[-1] if checklists else None,
+        mode=mode,
+        notebook=notebook,
+    )
+    run_results.write(run_dir, results, lambda value: evidence.redact_value(value, secrets))
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
         evidence.redact_file(path, secrets)
     io.write_json_atomic(run_dir / MANIFEST, _manifest(source, run_dir))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from irlib import io
+from irlib import io, run_results
 from irlib.errors import UsageError
 from irlib.io import utcnow
 from irlib.profile import IncidentSettings
@@ -199,7 +199,7 @@ class Incident:
     def runs(self) -> list[Path]:
         """Every run folder of this incident (`irlib run --incident ID`), oldest first."""
         return sorted(
-            p for p in self.folder.iterdir() if p.is_dir() and (p / "results.json").is_file()
+            p for p in self.folder.iterdir() if p.is_dir() and run_results.path(p).is_file()
         )
 
     def messages(self, template: str | None = None) -> list[Entry]:
@@ -462,18 +462,18 @@ def attach_run(run_dir: Path) -> list[Entry]:
     folder = run_dir.parent
     if not (folder / RECORD).is_file():
         return []
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    ref = {"run": run_dir.name, "runbook": results.get("runbook")}
-    operator = results.get("operator", "")
+    results = run_results.read(run_dir)
+    ref = {"run": run_dir.name, "runbook": results.runbook}
+    operator = results.operator
     new = [
         New(
             "run-started",
             f"Runbook {ref['runbook']} started by {operator} ({run_dir.name})",
             {**ref, "operator": operator},
-            datetime.fromisoformat(results["started_at"]),
+            results.started_at,
         )
     ]
-    for m in results.get("mitigations") or []:
+    for m in results.mitigations:
         if m.get("outcome") in ("executed", "failed", "refused"):
             detail = "" if m["outcome"] == "executed" else f" ({m.get('detail')})"
             new.append(
@@ -484,11 +484,11 @@ def attach_run(run_dir: Path) -> list[Entry]:
                     datetime.fromisoformat(m["at"]),
                 )
             )
-    finished = datetime.fromisoformat(results["finished_at"])
-    verdict = results.get("verdict")
+    finished = results.finished_at
+    verdict = results.verdict
     if verdict:
         causes = verdict.get("causes") or []
-        top = causes[0] if causes else {}
+        top = results.top_cause
         severity = verdict.get("severity")
         text = f"Verdict {str(verdict.get('state')).upper()}" + (
             f" (suggests {severity})" if severity else ""
@@ -504,17 +504,17 @@ def attach_run(run_dir: Path) -> list[Entry]:
             "evidence": top.get("evidence"),
             "advice": [c.get("advice") for c in causes if c.get("advice")],
             "mitigations": verdict.get("mitigations") or [],
-            "exit_code": results.get("exit_code"),
+            "exit_code": results.exit_code,
         }
         new.append(New("verdict", text, data, finished))
     else:
-        status = results.get("status")
-        why = f": {results.get('reason')}" if results.get("reason") else ""
+        status = results.status
+        why = f": {results.reason}" if results.reason else ""
         new.append(
             New(
                 "run-finished",
-                f"Runbook {ref['runbook']} {status}{why} (exit {results.get('exit_code')})",
-                {**ref, "status": status, "exit_code": results.get("exit_code")},
+                f"Runbook {ref['runbook']} {status}{why} (exit {results.exit_code})",
+                {**ref, "status": status, "exit_code": results.exit_code},
                 finished,
             )
         )

@@ -143,7 +143,8 @@ def archive(run_dir: Path, saved: Any | None = None) -> Any:
             finished=finished,
             duration_s=(finished - started).total_seconds(),
             html=saved is not None,
-            extra={"mode": MODE, "notebook": run["notebook"]},
+            mode=MODE,
+            notebook=run["notebook"],
         )
 
 

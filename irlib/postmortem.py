@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from irlib import comms, escalation, io
+from irlib import comms, escalation, io, run_results
 from irlib import incident as inc
 from irlib.profile import IncidentSettings
 
@@ -71,14 +70,12 @@ class EvidenceRun:
 
 def verify_run(run_dir: Path) -> EvidenceRun:
     """Recompute the sha256 of every file the manifest lists; name each one that differs."""
-    results: dict[str, Any] = {}
+    results: run_results.RunResults | None = None
     with contextlib.suppress(OSError, ValueError):  # a crashed run may have no results
-        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    verdict = results.get("verdict") or {}
-    causes = verdict.get("causes") or []
-    summary = str(verdict.get("state", "no verdict")).upper() + (
-        f": {causes[0]['id']}" if causes else ""
-    )
+        results = run_results.read(run_dir)
+    verdict = (results.verdict if results else None) or {}
+    top = results.top_cause if results else {}
+    summary = str(verdict.get("state", "no verdict")).upper() + (f": {top['id']}" if top else "")
     problems: list[str] = []
     manifest_sha = notebook_sha = None
     try:
@@ -103,9 +100,9 @@ def verify_run(run_dir: Path) -> EvidenceRun:
             notebook_sha = meta.get("sha256")
     return EvidenceRun(
         run_dir.name,
-        str(results.get("runbook", "?")),
-        str(results.get("started_at", "?")),
-        str(results.get("status", "?")),
+        results.runbook if results else "?",
+        results.started_at.isoformat() if results else "?",
+        results.status if results else "?",
         summary,
         manifest_sha,
         notebook_sha,

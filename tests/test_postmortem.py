@@ -34,6 +34,7 @@ def fake_run(
     run_dir.mkdir()
     results = {
         "runbook": "p1_system_unavailable",
+        "incident": incident_dir.name,
         "operator": "bob",
         "status": "completed",
         "started_at": at(started),

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from irlib import run_results
 from irlib.drills import FAULTS, HEALTH, MATRIX_JSON, drills_root
 from irlib.io import outputs_root, utcnow
 from irlib.runbooks import SCENARIOS
@@ -50,18 +51,18 @@ def read_outcomes(outputs: Path, days: float, now: datetime | None = None) -> li
         try:
             if (folder / MATRIX_JSON).is_file():
                 found += _fault_outcomes(folder, json.loads((folder / MATRIX_JSON).read_text()))
-            elif (folder / "results.json").is_file():
-                found += _health_outcomes(folder, json.loads((folder / "results.json").read_text()))
+            elif run_results.path(folder).is_file():
+                found += _health_outcomes(folder, run_results.read(folder))
         except (ValueError, KeyError, TypeError):  # a torn or foreign file: not a drill we read
             continue
     return sorted((o for o in found if o.at >= since), key=lambda o: o.at)
 
 
-def _health_outcomes(folder: Path, results: dict[str, Any]) -> list[Outcome]:
-    at = datetime.fromisoformat(results["started_at"])
-    verdict = results.get("verdict")
+def _health_outcomes(folder: Path, results: run_results.RunResults) -> list[Outcome]:
+    at = results.started_at
+    verdict = results.verdict
     if not verdict or "runbooks" not in verdict:  # the drill broke before its verdict
-        reason = f"health drill broke: {results.get('reason') or 'no verdict'}"
+        reason = f"health drill broke: {results.reason or 'no verdict'}"
         return [Outcome(name, HEALTH, at, False, folder, detail=reason) for name in SCENARIOS]
     return [
         Outcome(name, HEALTH, at, bool(r["healthy"]), folder, detail=r.get("summary", ""))
