@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install -q -e '.[lab,test]'
 	@touch $@
 
-# The browser test (tests/test_jupyterlab.py) starts JupyterLab from its own venv and drives it
+# The browser test (tests/e2e/test_jupyterlab.py) starts JupyterLab from its own venv and drives it
 # with Debian's chromium through Playwright (pip, in .venv; no browser download).
 test: setup $(LAB_VENV)/.installed
 	$(PY) -m pytest

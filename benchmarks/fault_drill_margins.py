@@ -8,7 +8,7 @@ healthy side of the margin (how far below its thresholds a healthy lab stays). T
 the score of the fault's own cause, the runner-up cause and its score (how clearly the verdict
 names the fault), the time to the verdict, and the cause's evidence line: the symptom as the
 runbook measured it under the fault. `--hog` keeps every core spinning throughout (the loaded
-machine of tests/test_drill.py). Starts and stops its own lab unless --state-dir names a
+machine of tests/e2e/test_drill.py). Starts and stops its own lab unless --state-dir names a
 running one. Exit 0 only when every round diagnosed every fault.
 """
 

@@ -7,83 +7,17 @@ and its files deleted when the session ends. Tests that break it clear what they
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from irlib.lab.lab import Lab
 
-IRLIB = [sys.executable, "-m", "irlib.cli"]
-
-
-def irlib(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run the real `irlib` command line in a subprocess."""
-    result = subprocess.run(
-        [*IRLIB, *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"irlib {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def parse_exports(text: str) -> dict[str, str]:
-    import shlex
-
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
-            out[key] = shlex.split(value)[0]
-    return out
-
-
-def require_binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:  # CI installs it: a missing binary is a failure, not a skip
-        pytest.fail(f"`{name}` not found: `make setup` installs it (package {package})")
-    return path
-
-
-@dataclass
-class LabHandle:
-    lab: Lab
-    exports: dict[str, str]
-    up_output: subprocess.CompletedProcess[str]
-
-    @property
-    def state_dir(self) -> str:
-        return str(self.lab.state_dir)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **self.exports}
-
-    def kubectl(
-        self, *args: str, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        cmd = [
-            require_binary("kubectl", "kubectl"),
-            "--kubeconfig",
-            self.exports["KUBECONFIG"],
-            *args,
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr}")
-        return result
-
-    def irlib(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-        return irlib(*args, "--state-dir", self.state_dir, env=self.env, **kw)  # type: ignore[arg-type]
+from .helpers import LabHandle, irlib, parse_exports
 
 
 @pytest.fixture(scope="session")

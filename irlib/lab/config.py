@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from irlib.io import write_json_atomic
 
@@ -92,23 +93,66 @@ class LabConfig:
         return cls(**json.loads(path.read_text()))
 
 
-def read_control(config: LabConfig) -> dict[str, Any]:
-    """The fault switches now in force; `{}` when the lab is healthy.
+class Crash(TypedDict):
+    """How a container of a crashing image dies on start."""
 
-    Keys (each optional):
-      not_ready_nodes: [node names] whose kubelet stopped posting status
-      crashing_images: {image: {"reason", "exit_code", "log": [lines]}}: crash on start
-      oom_killed: {deployment name: memory limit string} containers killed for memory
-      calibration_paused, calibration_config, calibration_batch, ingestion_stopped,
-      missing_surfaces: the calibration faults' switches (faults_calibration.py)
+    reason: str  # the terminated state's reason, e.g. "Error"
+    exit_code: int
+    log: list[str]  # what it prints before it dies (`kubectl logs --previous`)
+
+
+class Control(TypedDict, total=False):
+    """control.json: the fault switches now in force, `{}` when the lab is healthy. Each key is
+    set by the fault(s) named and read by the lab process(es) named; mypy checks every key.
     """
+
+    # irlib.lab.faults: every active fault in injection order, and the parts they keep stopped
+    faults: list[str]
+    stopped_parts: list[str]  # `irlib lab up` leaves these down (irlib.lab.lab)
+    # faults_unavailable -> the lab's Kubernetes (kube/context.py, kube/metrics.py)
+    crashing_images: dict[str, Crash]  # image -> its crash (bad-deploy, execution crash)
+    bad_deploy: dict[str, str]  # {"previous_image"}: what clearing rolls back to
+    oom_killed: dict[str, str]  # deployment -> the memory limit its containers exceed
+    not_ready_nodes: list[str]  # nodes whose kubelet stopped posting status
+    pods_pending: dict[str, dict[str, str]]  # {"previous_requests"}: restored on clear
+    # faults_execution -> apps/broker.py (CONTROL_KEY), apps/execution.py
+    broker: dict[str, Any]  # {"auth_revoked": bool, "reject_reason": str, "latency_s": float}
+    position_mismatch: dict[str, Any]  # {"account", "deltas": {symbol: qty}}
+    missing_reports: dict[str, list[int]]  # {"orders": [order ids]} whose reports never come
+    # faults_latency -> pg_holder.py, apps/fault_switches.py, kube/metrics.py
+    lock_contention: dict[str, str]  # {"table"} a held transaction locks
+    connection_leak: dict[str, float]  # {"since": epoch s}: the api-service leaks connections
+    redis_memory_pressure: dict[str, str]  # {"maxmemory", "policy"} to restore on clear
+    cpu_saturation: dict[str, Any]  # deployment -> the CPU its pods burn
+    memory_leak: dict[str, Any]  # deployment -> epoch s its pods started leaking
+    # faults_calibration -> apps/calibration_service.py, apps/market_data.py
+    calibration_paused: bool  # the scheduled calibration stopped
+    stale_calibration: dict[str, list[int]]  # {"ids"}: calibrations aged into the past
+    calibration_config: dict[str, Any]  # optimiser settings that make every fit diverge
+    calibration_batch: dict[str, float]  # {"surfaces", "per_surface_mib"}: the OOM batch
+    ingestion_stopped: bool  # the market-data feed stops writing ticks
+    missing_surfaces: list[str]  # symbols whose option surface is never published
+
+
+CONTROL_KEYS = frozenset(Control.__annotations__)
+
+
+def read_control(config: LabConfig) -> Control:
+    """The fault switches now in force; `{}` when the lab is healthy (or never started)."""
     try:
-        return json.loads(config.control_file.read_text())
+        return cast(Control, json.loads(config.control_file.read_text()))
     except FileNotFoundError:
         return {}
 
 
-def write_control(config: LabConfig, control: dict[str, Any]) -> None:
+def write_control(config: LabConfig, control: Control) -> None:
     """Switch faults: a process re-reading control.json sees the old switches or the new."""
     config.control_file.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(config.control_file, control, sort_keys=True)
+
+
+def update_control(config: LabConfig, change: Callable[[Control], object]) -> None:
+    """Read control.json, apply `change` to it, write it back (one process writes: the CLI)."""
+    control = read_control(config)
+    change(control)
+    write_control(config, control)

@@ -13,17 +13,18 @@ import httpx
 import psycopg
 
 from irlib.errors import LabError
-from irlib.lab.config import read_control
-from irlib.lab.faults import (
+from irlib.lab.config import Control, read_control, update_control
+from irlib.lab.fault_kit import (
     Fault,
-    _container,
-    _deployment_path,
-    _pods,
-    _update_control,
+    container,
+    deployment_path,
     kube,
-    register,
+    pods,
+    wait,
 )
 from irlib.lab.lab import Lab
+
+FAULTS: list[Fault] = []  # this runbook's faults, in the order `irlib lab faults` lists them
 
 P2_CALIBRATION = "p2_calibration_failures"
 CALIBRATION_DEPLOYMENT = "calibration-service"
@@ -69,20 +70,11 @@ def _status_row(lab: Lab, symbol: str) -> dict[str, Any]:
     return next((r for r in rows if r["symbol"] == symbol), {})
 
 
-def _wait(what: str, ready: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.25)
-    raise LabError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 # -- stale-calibration ------------------------------------------------------------------------
 
 
 def _inject_stale(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.update(calibration_paused=True))
+    update_control(lab.config, lambda c: c.update({"calibration_paused": True}))
     rows = _sql(
         lab,
         f"""UPDATE calibrations SET calibrated_at = calibrated_at - interval '{STALE_BY_H} hours',
@@ -92,7 +84,7 @@ def _inject_stale(lab: Lab) -> None:
         (STALE_SYMBOL,),
     )
     ids = [r[0] for r in rows]
-    _update_control(lab, lambda c: c.update(stale_calibration={"ids": ids}))
+    update_control(lab.config, lambda c: c.update({"stale_calibration": {"ids": ids}}))
 
 
 def _clear_stale(lab: Lab) -> None:
@@ -105,8 +97,8 @@ def _clear_stale(lab: Lab) -> None:
            WHERE id = ANY(%s)""",
         (ids,),
     )
-    _update_control(
-        lab, lambda c: (c.pop("stale_calibration", None), c.pop("calibration_paused", None))
+    update_control(
+        lab.config, lambda c: (c.pop("stale_calibration", None), c.pop("calibration_paused", None))
     )
 
 
@@ -115,7 +107,7 @@ def _stale_visible(lab: Lab) -> bool:
     return age is not None and age > 24 * 3600
 
 
-register(
+FAULTS.append(
     Fault(
         "stale-calibration",
         f"{STALE_SYMBOL}'s scheduled calibration stopped: its last success is {STALE_BY_H} h old",
@@ -131,14 +123,14 @@ register(
 
 
 def _inject_divergence(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.update(calibration_config=DIVERGING_CONFIG))
+    update_control(lab.config, lambda c: c.update({"calibration_config": DIVERGING_CONFIG}))
     resp = _recalibrate(lab, DIVERGING_SYMBOL)  # the scheduled run that fails
     if resp.status_code != 422:
         raise LabError(f"expected the fit of {DIVERGING_SYMBOL} to fail, got {resp.text[:200]}")
 
 
 def _clear_divergence(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.pop("calibration_config", None))
+    update_control(lab.config, lambda c: c.pop("calibration_config", None))
     # what an operator does once the config is fixed: calibrate again, off the fallback
     resp = _recalibrate(lab, DIVERGING_SYMBOL)
     if resp.status_code != 201:
@@ -150,7 +142,7 @@ def _divergence_visible(lab: Lab) -> bool:
     return bool(row.get("fallback")) and row.get("converged") is False
 
 
-register(
+FAULTS.append(
     Fault(
         "calibration-divergence",
         "a deployed optimiser config (rho >= 0, 10 iterations) makes fits fail to converge; "
@@ -167,7 +159,7 @@ register(
 
 
 def _inject_gap(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.update(ingestion_stopped=True))
+    update_control(lab.config, lambda c: c.update({"ingestion_stopped": True}))
     time.sleep(1.5)  # the feed's current tick finishes
     # as if ingestion had stopped GAP_S ago: the ticks and surfaces since never arrived
     _sql(lab, f"DELETE FROM market_data_ticks WHERE ts > now() - interval '{GAP_S} seconds'")
@@ -197,12 +189,12 @@ def _fresh_surfaces(lab: Lab) -> int:
 
 def _clear_gap(lab: Lab) -> None:
     symbols = _sql(lab, "SELECT count(DISTINCT symbol) FROM calibrations")[0][0]
-    _update_control(lab, lambda c: c.pop("ingestion_stopped", None))
-    _wait("fresh market data", lambda: (_latest_tick_age(lab) or 1e9) < 5)
-    _wait("fresh option surfaces", lambda: _fresh_surfaces(lab) >= symbols)
+    update_control(lab.config, lambda c: c.pop("ingestion_stopped", None))
+    wait("fresh market data", lambda: (_latest_tick_age(lab) or 1e9) < 5)
+    wait("fresh option surfaces", lambda: _fresh_surfaces(lab) >= symbols)
 
 
-register(
+FAULTS.append(
     Fault(
         "market-data-gap",
         f"data-ingestion lost its market-data session {GAP_S} s ago: no new ticks or "
@@ -219,7 +211,7 @@ register(
 
 
 def _inject_missing(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.update(missing_surfaces=[MISSING_SYMBOL]))
+    update_control(lab.config, lambda c: c.update({"missing_surfaces": [MISSING_SYMBOL]}))
     time.sleep(1.5)
     _sql(
         lab,
@@ -241,11 +233,11 @@ def _surface_quotes(lab: Lab) -> int:
 
 
 def _clear_missing(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.pop("missing_surfaces", None))
-    _wait(f"a surface of {MISSING_SYMBOL}", lambda: _surface_quotes(lab) > 0)
+    update_control(lab.config, lambda c: c.pop("missing_surfaces", None))
+    wait(f"a surface of {MISSING_SYMBOL}", lambda: _surface_quotes(lab) > 0)
 
 
-register(
+FAULTS.append(
     Fault(
         "missing-surface",
         f"no option quotes for {MISSING_SYMBOL} in the calibration window: its volatility "
@@ -263,34 +255,34 @@ register(
 
 def _inject_oom(lab: Lab) -> None:
     limit = (
-        _container(lab, CALIBRATION_DEPLOYMENT)
+        container(lab, CALIBRATION_DEPLOYMENT)
         .get("resources", {})
         .get("limits", {})
         .get("memory", "2Gi")
     )
 
-    def switch(c: dict[str, Any]) -> None:
+    def switch(c: Control) -> None:
         c.setdefault("oom_killed", {})[CALIBRATION_DEPLOYMENT] = limit
         c["calibration_batch"] = OOM_BATCH
 
-    _update_control(lab, switch)
+    update_control(lab.config, switch)
 
 
 def _clear_oom(lab: Lab) -> None:
-    def switch(c: dict[str, Any]) -> None:
+    def switch(c: Control) -> None:
         oom = c.get("oom_killed") or {}
         oom.pop(CALIBRATION_DEPLOYMENT, None)
         if not oom:
             c.pop("oom_killed", None)
         c.pop("calibration_batch", None)
 
-    _update_control(lab, switch)
+    update_control(lab.config, switch)
     # after the fix, `kubectl rollout restart`: no pod keeps an OOMKilled last state
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     kube(
         lab,
         "PATCH",
-        _deployment_path(lab, CALIBRATION_DEPLOYMENT),
+        deployment_path(lab, CALIBRATION_DEPLOYMENT),
         {
             "spec": {
                 "template": {
@@ -299,13 +291,13 @@ def _clear_oom(lab: Lab) -> None:
             }
         },
     )
-    _wait("the restarted calibration-service pods", lambda: not _oom_killed_pods(lab), 30)
+    wait("the restarted calibration-service pods", lambda: not _oom_killed_pods(lab), 30)
 
 
 def _oom_killed_pods(lab: Lab) -> list[str]:
     return [
         pod["metadata"]["name"]
-        for pod in _pods(lab, CALIBRATION_DEPLOYMENT)
+        for pod in pods(lab, CALIBRATION_DEPLOYMENT)
         for cs in pod["status"].get("containerStatuses", [])
         if cs.get("lastState", {}).get("terminated", {}).get("reason") == "OOMKilled"
     ]
@@ -313,7 +305,7 @@ def _oom_killed_pods(lab: Lab) -> list[str]:
 
 def _oom_visible(lab: Lab) -> bool:
     """Killed at least once, and the killed container's log shows the batch."""
-    for pod in _pods(lab, CALIBRATION_DEPLOYMENT):
+    for pod in pods(lab, CALIBRATION_DEPLOYMENT):
         for cs in pod["status"].get("containerStatuses", []):
             if cs.get("lastState", {}).get("terminated", {}).get("reason") != "OOMKilled":
                 continue
@@ -323,7 +315,7 @@ def _oom_visible(lab: Lab) -> bool:
     return False
 
 
-register(
+FAULTS.append(
     Fault(
         "calibration-oom",
         "calibration-service pods OOM-killed by a batch of 1180 surfaces (3.1Gi) "

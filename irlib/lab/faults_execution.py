@@ -1,6 +1,6 @@
 """The lab faults of the P1 "Execution Failures" runbook: a broker that refuses our token,
 rejects orders or answers slowly; books that disagree (positions, execution reports); an
-execution-service that crash-loops. Each registers with the fault registry of faults.py.
+execution-service that crash-loops. Listed in FAULTS.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import psycopg
 from irlib.errors import LabError
 from irlib.lab.apps.broker import BROKER_TOKEN_ENV, CONTROL_KEY
 from irlib.lab.apps.execution import UPSERT_POSITION
-from irlib.lab.config import read_control
-from irlib.lab.faults import (
+from irlib.lab.config import Control, Crash, read_control, update_control
+from irlib.lab.fault_kit import (
     Fault,
-    _deployment_path,
-    _pods,
-    _update_control,
-    _wait,
+    deployment_path,
     kube,
-    register,
+    pods,
+    wait,
 )
 from irlib.lab.kube.cluster import BY_NAME
 from irlib.lab.lab import Lab
+
+FAULTS: list[Fault] = []  # this runbook's faults, in the order `irlib lab faults` lists them
 
 P1_EXECUTION = "p1_execution_failures"
 EXECUTION = "execution-service"
@@ -56,7 +56,7 @@ CRASH_LOG = [
 
 def _broker_switch(key: str, value: Any) -> Callable[[Lab], None]:
     def switch(lab: Lab) -> None:
-        def change(c: dict[str, Any]) -> None:
+        def change(c: Control) -> None:
             broker = c.setdefault(CONTROL_KEY, {})
             if value is None:
                 broker.pop(key, None)
@@ -65,7 +65,7 @@ def _broker_switch(key: str, value: Any) -> Callable[[Lab], None]:
             if not broker:
                 c.pop(CONTROL_KEY)
 
-        _update_control(lab, change)
+        update_control(lab.config, change)
 
     return switch
 
@@ -85,7 +85,7 @@ def _execution_log(lab: Lab, tail: int = 40) -> str:
     """What `kubectl logs -l app=execution-service --tail=N` prints."""
     out = []
     ns = lab.config.namespace
-    for pod in _pods(lab, EXECUTION):
+    for pod in pods(lab, EXECUTION):
         name = pod["metadata"]["name"]
         try:
             out.append(
@@ -111,7 +111,7 @@ def _auth_visible(lab: Lab) -> bool:
     ).status_code == 401 and "authentication failed" in _execution_log(lab)
 
 
-register(
+FAULTS.append(
     Fault(
         "broker-auth-failure",
         "the broker refuses our API token (401): orders stay unsent",
@@ -140,7 +140,7 @@ def _clear_rejects(lab: Lab) -> None:
     latest answers are still rejections."""
     started = _sql(lab, "SELECT now()")[0][0]
     _broker_switch("reject_reason", None)(lab)
-    _wait(
+    wait(
         "the broker to fill an order again",
         lambda: bool(
             _sql(
@@ -153,7 +153,7 @@ def _clear_rejects(lab: Lab) -> None:
     )
 
 
-register(
+FAULTS.append(
     Fault(
         "broker-rejects",
         f"the broker rejects every order: {REJECT_REASON}",
@@ -171,7 +171,7 @@ def _latency_visible(lab: Lab) -> bool:
     return time.monotonic() - t0 >= LATENCY_S * 0.9
 
 
-register(
+FAULTS.append(
     Fault(
         "broker-latency",
         f"the broker answers every API call {LATENCY_S:g} s late",
@@ -199,10 +199,10 @@ def _shift_positions(lab: Lab, sign: int) -> None:
 
 
 def _inject_mismatch(lab: Lab) -> None:
-    _update_control(
-        lab,
+    update_control(
+        lab.config,
         lambda c: c.update(
-            position_mismatch={"account": MISMATCH_ACCOUNT, "deltas": MISMATCH_DELTAS}
+            {"position_mismatch": {"account": MISMATCH_ACCOUNT, "deltas": MISMATCH_DELTAS}}
         ),
     )
     _shift_positions(lab, +1)
@@ -210,7 +210,7 @@ def _inject_mismatch(lab: Lab) -> None:
 
 def _clear_mismatch(lab: Lab) -> None:
     _shift_positions(lab, -1)
-    _update_control(lab, lambda c: c.pop("position_mismatch", None))
+    update_control(lab.config, lambda c: c.pop("position_mismatch", None))
 
 
 def _mismatch_visible(lab: Lab) -> bool:
@@ -224,7 +224,7 @@ def _mismatch_visible(lab: Lab) -> bool:
     return {r[0] for r in rows} >= set(MISMATCH_DELTAS)
 
 
-register(
+FAULTS.append(
     Fault(
         "position-mismatch",
         f"the platform's positions of {MISMATCH_ACCOUNT} differ from the broker's for "
@@ -263,7 +263,7 @@ def _inject_missing_reports(lab: Lab) -> None:
         if resp.status_code != 201:
             raise LabError(f"missing-execution-reports: the broker answered {resp.status_code}")
         ids.append(order_id)
-    _update_control(lab, lambda c: c.update(missing_reports={"orders": ids}))
+    update_control(lab.config, lambda c: c.update({"missing_reports": {"orders": ids}}))
 
 
 def _unreported(lab: Lab, ids: list[int]) -> list[tuple[Any, ...]]:
@@ -306,10 +306,10 @@ def _clear_missing_reports(lab: Lab) -> None:
                 row,
             )
             conn.execute(UPSERT_POSITION, row)
-    _update_control(lab, lambda c: c.pop("missing_reports", None))
+    update_control(lab.config, lambda c: c.pop("missing_reports", None))
 
 
-register(
+FAULTS.append(
     Fault(
         "missing-execution-reports",
         f"{len(MISSING_REPORTS)} fills at the broker that the platform never recorded",
@@ -335,21 +335,22 @@ def _execution_image() -> str:
 
 
 def _inject_crash(lab: Lab) -> None:
-    crash = {"reason": "Error", "exit_code": 1, "log": CRASH_LOG}
-    _update_control(
-        lab, lambda c: c.setdefault("crashing_images", {}).update({_execution_image(): crash})
+    crash: Crash = {"reason": "Error", "exit_code": 1, "log": CRASH_LOG}
+    update_control(
+        lab.config,
+        lambda c: c.setdefault("crashing_images", {}).update({_execution_image(): crash}),
     )
     lab.stop_part(EXECUTION_PART)
 
 
 def _clear_crash(lab: Lab) -> None:
-    def forget(c: dict[str, Any]) -> None:
+    def forget(c: Control) -> None:
         images = c.get("crashing_images") or {}
         images.pop(_execution_image(), None)
         if not images:
             c.pop("crashing_images", None)
 
-    _update_control(lab, forget)
+    update_control(lab.config, forget)
     lab.start_part(EXECUTION_PART)
     # what an operator does once the fix is out: new pods, no crash history on them
     restarted = {
@@ -358,7 +359,7 @@ def _clear_crash(lab: Lab) -> None:
     kube(
         lab,
         "PATCH",
-        _deployment_path(lab, EXECUTION),
+        deployment_path(lab, EXECUTION),
         {"spec": {"template": {"metadata": {"annotations": restarted}}}},
     )
 
@@ -366,12 +367,12 @@ def _clear_crash(lab: Lab) -> None:
 def _crash_visible(lab: Lab) -> bool:
     return not lab.running(EXECUTION_PART) and any(
         cs.get("restartCount", 0) > 0
-        for p in _pods(lab, EXECUTION)
+        for p in pods(lab, EXECUTION)
         for cs in p["status"].get("containerStatuses", [])
     )
 
 
-register(
+FAULTS.append(
     Fault(
         "execution-service-crash",
         "execution-service pods crash-loop on start (bad risk-limits config); no order is sent",

@@ -6,15 +6,21 @@ pg_stat_activity, Redis INFO and `kubectl top` show it as in production.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import redis
 
 from irlib.lab import procs
-from irlib.lab.config import read_control
-from irlib.lab.faults import API_DEPLOYMENT, Fault, _update_control, kube, register
+from irlib.lab.config import Control, read_control, update_control
+from irlib.lab.fault_kit import (
+    API_DEPLOYMENT,
+    Fault,
+    kube,
+)
 from irlib.lab.lab import Lab
+
+FAULTS: list[Fault] = []  # this runbook's faults, in the order `irlib lab faults` lists them
 
 P2_LATENCY = "p2_high_latency"
 HOT_INDEX = "idx_orders_symbol_created_at"
@@ -53,7 +59,7 @@ def _clear_slow_query(lab: Lab) -> None:
         _sql(lab, HOT_INDEX_DDL)
 
 
-register(
+FAULTS.append(
     Fault(
         "slow-query",
         f"index {HOT_INDEX} dropped: the API's hot orders query scans 2M rows",
@@ -77,16 +83,16 @@ def _blocked_backends(lab: Lab) -> int:
 
 
 def _inject_lock(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.update(lock_contention={"table": LOCKED_TABLE}))
+    update_control(lab.config, lambda c: c.update({"lock_contention": {"table": LOCKED_TABLE}}))
     lab.spawn_python(HOLDER, "irlib.lab.pg_holder")
 
 
 def _clear_lock(lab: Lab) -> None:
-    _update_control(lab, lambda c: c.pop("lock_contention", None))
+    update_control(lab.config, lambda c: c.pop("lock_contention", None))
     procs.stop_pid(lab.pid_file(HOLDER))  # it rolls back on its own within 0.5 s; make sure
 
 
-register(
+FAULTS.append(
     Fault(
         "lock-contention",
         f"a batch session idle in transaction holds ACCESS EXCLUSIVE on {LOCKED_TABLE}: "
@@ -112,15 +118,15 @@ def _leaked(lab: Lab) -> int:
     return int(rows[0][0])
 
 
-register(
+FAULTS.append(
     Fault(
         "connection-exhaustion",
         "api-service leaks its pool's connections into transactions it never ends: "
         "requests wait for a connection",
-        lambda lab: _update_control(
-            lab, lambda c: c.update(connection_leak={"since": time.time()})
+        lambda lab: update_control(
+            lab.config, lambda c: c.update({"connection_leak": {"since": time.time()}})
         ),
-        lambda lab: _update_control(lab, lambda c: c.pop("connection_leak", None)),
+        lambda lab: update_control(lab.config, lambda c: c.pop("connection_leak", None)),
         lambda lab: _leaked(lab) >= 10,
         runbook=P2_LATENCY,
     )
@@ -137,12 +143,14 @@ def _redis(lab: Lab) -> redis.Redis:
 def _inject_redis_pressure(lab: Lab) -> None:
     with _redis(lab) as r:
         before = r.config_get("maxmemory*")
-        _update_control(
-            lab,
+        update_control(
+            lab.config,
             lambda c: c.update(
-                redis_memory_pressure={
-                    "maxmemory": before.get("maxmemory", "0"),
-                    "policy": before.get("maxmemory-policy", "noeviction"),
+                {
+                    "redis_memory_pressure": {
+                        "maxmemory": before.get("maxmemory", "0"),
+                        "policy": before.get("maxmemory-policy", "noeviction"),
+                    }
                 }
             ),
         )
@@ -167,7 +175,7 @@ def _clear_redis_pressure(lab: Lab) -> None:
         for i in range(0, len(keys), 1000):
             r.unlink(*keys[i : i + 1000])
         r.config_resetstat()  # evicted_keys back to 0, as after a restart
-    _update_control(lab, lambda c: c.pop("redis_memory_pressure", None))
+    update_control(lab.config, lambda c: c.pop("redis_memory_pressure", None))
 
 
 def _redis_pressure_visible(lab: Lab) -> bool:
@@ -177,7 +185,7 @@ def _redis_pressure_visible(lab: Lab) -> bool:
     return bool(limit) and int(stats.get("evicted_keys", 0)) > 0
 
 
-register(
+FAULTS.append(
     Fault(
         "redis-memory-pressure",
         "Redis at its maxmemory (allkeys-lru): keys evicted, the quote cache thrashes",
@@ -209,21 +217,27 @@ def _memory_high(lab: Lab) -> bool:
     return bool(usage) and all(int(u["memory"].rstrip("Ki")) >= 0.85 * 2**20 for u in usage)
 
 
-def _switch(key: str, value: Any) -> Any:
+Switch = Literal["cpu_saturation", "memory_leak"]  # control.json keys read by kube/metrics.py
+
+
+def _switch(key: Switch, value: Any) -> Any:
+    def on(c: Control) -> None:
+        c[key] = {API_DEPLOYMENT: value}
+
     def inject(lab: Lab) -> None:
-        _update_control(lab, lambda c: c.update({key: {API_DEPLOYMENT: value}}))
+        update_control(lab.config, on)
 
     return inject
 
 
-def _unswitch(key: str) -> Any:
+def _unswitch(key: Switch) -> Any:
     def clear(lab: Lab) -> None:
-        _update_control(lab, lambda c: c.pop(key, None))
+        update_control(lab.config, lambda c: c.pop(key, None))
 
     return clear
 
 
-register(
+FAULTS.append(
     Fault(
         "cpu-saturation",
         "api-service pods pinned at their CPU limit: throttled, every request seconds slower",
@@ -239,7 +253,7 @@ def _inject_leak(lab: Lab) -> None:
     _switch("memory_leak", time.time())(lab)
 
 
-register(
+FAULTS.append(
     Fault(
         "memory-leak",
         "api-service pods' memory climbing toward their limit",

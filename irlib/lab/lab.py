@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 
 from irlib.errors import LabError, LabNotRunning
-from irlib.lab import procs, servers
+from irlib.lab import procs, seed, servers
 from irlib.lab.config import PARTS, LabConfig, read_control, write_control
+from irlib.lab.kube import wait_ready, write_kubeconfig
 from irlib.profile import (
     HttpTarget,
     KubernetesTarget,
@@ -248,12 +249,9 @@ class Lab:
 
     def up(self) -> dict[str, str]:
         """Start whatever is not running (a fault's stopped part stays stopped); the exports."""
-        from irlib.lab import faults, seed
-        from irlib.lab.kube import wait_ready, write_kubeconfig
-
         t0 = time.monotonic()
         if self.is_up():
-            held = faults.stopped_parts(self)
+            held = set(read_control(self.config).get("stopped_parts", []))
             for part in PART_LIST:
                 if part.name not in held:
                     self.start_part(part.name)

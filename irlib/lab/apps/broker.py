@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg.rows import dict_row
@@ -41,7 +41,7 @@ ORDER_COLUMNS = "order_id, account_id, client_order_id, symbol, side, qty, limit
 reject_reason, created_at, updated_at"
 # control.json keys (faults_execution.py): {"broker": {"auth_revoked": bool,
 # "reject_reason": str, "latency_s": float}}
-CONTROL_KEY = "broker"
+CONTROL_KEY: Final = "broker"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

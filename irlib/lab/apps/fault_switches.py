@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import Any
 
 import psycopg
 
 from irlib.lab.apps._common import Database
-from irlib.lab.config import LabConfig, read_control
+from irlib.lab.config import Control, LabConfig, read_control
 
 log = logging.getLogger("irlib.lab.apps.fault_switches")
 
@@ -31,7 +30,7 @@ class FaultSwitches:
     def __init__(self, config: LabConfig, db: Database) -> None:
         self.config = config
         self.db = db
-        self.control: dict[str, Any] = {}
+        self.control: Control = {}
         self._leaks: list[asyncio.Task[None]] = []
         self._leaked = False  # once per injection: terminated backends are not leaked again
 

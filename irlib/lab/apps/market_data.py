@@ -38,7 +38,7 @@ from irlib.lab.apps._common import (
     unavailable_handler,
 )
 from irlib.lab.apps.deployment_logs import DeploymentLogs
-from irlib.lab.config import LabConfig, read_control
+from irlib.lab.config import Control, LabConfig, read_control
 from irlib.lab.seed import SYMBOLS
 
 log = logging.getLogger("irlib.lab.apps.market_data")
@@ -129,7 +129,7 @@ class Feed:
             self.surfaced[symbol] = now
         self._log("INFO", f"option surfaces updated: {len(due)} symbols, {len(rows)} quotes")
 
-    def stopped(self, control: dict[str, Any]) -> bool:
+    def stopped(self, control: Control) -> bool:
         """Under the market-data-gap fault the session to the provider is lost: no ticks."""
         if not control.get("ingestion_stopped"):
             return False

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from irlib.lab.config import LabConfig
+from irlib.lab.config import Control, LabConfig
 from irlib.lab.kube.events import Recorder
 from irlib.lab.kube.meta import Obj, controller_of
 from irlib.lab.kube.resources import resource
@@ -55,7 +54,7 @@ class Context:
     config: LabConfig
     recorder: Recorder
     clock: Callable[[], float]
-    control: dict[str, Any] = field(default_factory=dict)
+    control: Control = field(default_factory=lambda: Control())
     probe_results: dict[str, tuple[bool, str]] = field(default_factory=dict)
     runs: dict[str, PodRun] = field(default_factory=dict)
     bootstrapping: bool = False
@@ -78,7 +77,7 @@ class Context:
 
     def fault_for(self, pod: Obj, container: Obj) -> Obj | None:
         """The crash a container suffers under the current switches: reason, exit code, log."""
-        crashing = (self.control.get("crashing_images") or {}).get(container.get("image"))
+        crashing = (self.control.get("crashing_images") or {}).get(str(container.get("image")))
         if crashing is not None:
             return {
                 "reason": crashing.get("reason", "Error"),

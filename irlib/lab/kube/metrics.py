@@ -114,7 +114,7 @@ class Metrics:
             cpu_m = quantity.millicores(limits.get("cpu") or "1") * (
                 0.97 + 0.03 * _jitter(name + "sat", 1.0) / 2
             )
-        since = (self.ctx.control.get("memory_leak") or {}).get(workload)
+        since = (self.ctx.control.get("memory_leak") or {}).get(workload) if workload else None
         if since is not None:
             limit = quantity.parse(limits.get("memory") or "1Gi")
             grown = min(0.97, 0.55 + 0.06 * max(0.0, self.ctx.clock() - float(since)))

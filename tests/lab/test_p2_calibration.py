@@ -19,9 +19,8 @@ import pytest
 from irlib.lab import surfaces
 from irlib.lab.heston import HestonParams
 from irlib.profile import Thresholds
-
-from .conftest import LabHandle, irlib
-from .test_heston import TOLERANCE, within_tolerance
+from tests.helpers import LabHandle, irlib
+from tests.unit.test_heston import TOLERANCE, within_tolerance
 
 RUNBOOK = "p2_calibration_failures"
 RMSE_MAX = Thresholds().calibration_rmse_max
@@ -82,7 +81,7 @@ def test_no_fault_is_healthy_exit_0_and_stores_nothing(lab: LabHandle, tmp_path:
 def test_a_healthy_labs_test_calibration_recovers_the_generating_parameters(
     lab: LabHandle, symbol: str
 ) -> None:
-    """Within tests/test_heston.py's TOLERANCE of the parameters the quotes were made from."""
+    """Within tests/unit/test_heston.py's TOLERANCE of the parameters the quotes were made from."""
     resp = api(lab, "/v1/calibration/test", symbol=symbol)
     assert resp.status_code == 200, resp.text
     fit = resp.json()

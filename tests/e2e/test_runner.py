@@ -1,5 +1,5 @@
 """`irlib run`: parameters checked before anything runs, real kernels executing toy notebooks
-(tests/notebooks/), exit codes, crash marking, redaction, and the archived evidence."""
+(tests/e2e/notebooks/), exit codes, crash marking, redaction, and the archived evidence."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from irlib.cli import main
 from irlib.errors import ProfileError, UsageError
 from irlib.params import Parameter, convert, looks_like_secret, read_parameters, validate
 from irlib.runner import run_runbook
-from tests.test_profile import MINIMAL
+from tests.unit.test_profile import MINIMAL
 
 TOYS = Path(__file__).parent / "notebooks"
 ARCHIVE = {"notebook.ipynb", "notebook.html", "results.json", "manifest.json", "events.jsonl"}

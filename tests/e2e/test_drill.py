@@ -17,15 +17,14 @@ import nbformat
 import pytest
 import yaml
 
+from irlib import run_results
 from irlib.drills import history, schedule
 from irlib.errors import UsageError
 from irlib.lab import gameday
 from irlib.lab.faults import FAULTS, Fault
 from irlib.runbooks import SCENARIOS, Scenario
+from tests.helpers import ROOT, LabHandle, irlib
 
-from .conftest import LabHandle, irlib
-
-ROOT = Path(__file__).parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 P1 = "p1_system_unavailable"
 MITIGATING = {"immediate_mitigation", "plan", "apply", "recheck"}
@@ -131,9 +130,18 @@ def _health_drill(outputs: Path, at: datetime, healthy: bool) -> None:
     run_dir = outputs / "drills" / f"{at:%Y-%m-%d}" / f"{at:%Y%m%dT%H%M%SZ}-health"
     run_dir.mkdir(parents=True)
     verdict = {"state": "healthy", "runbooks": {P1: {"healthy": healthy, "summary": "s"}}}
-    (run_dir / "results.json").write_text(
-        json.dumps({"started_at": at.isoformat(), "verdict": verdict})
+    results = run_results.RunResults(
+        runbook="health_drill",
+        incident="drill",
+        operator="cron",
+        started_at=at,
+        finished_at=at + timedelta(seconds=30),
+        duration_s=30.0,
+        status=run_results.COMPLETED,
+        exit_code=0 if healthy else 1,
+        verdict=verdict,
     )
+    run_results.write(run_dir, results, lambda value: value)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """nbval in CI: every notebook runs against the lab, and the P1 runbook's output under a fixed
-fault matches its golden executed copy (tests/golden/), sanitised for what varies between runs.
+fault matches its golden executed copy (tests/e2e/golden/), sanitised for what varies between runs.
 A changed verdict, cause, mitigation or check summary fails here: re-make the copy with
 scripts/regenerate_golden when the change is deliberate."""
 
@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import LabHandle
+from tests.helpers import ROOT, LabHandle
 
-ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 
 

@@ -1,7 +1,7 @@
 """No false alarm on a busy machine: with every core spinning (the `cpu_hog` fixture), each
 runbook's own notebook on a healthy lab says healthy and exits 0.
 
-The fault drill under the same hog (25 of 25 diagnosed) is in tests/test_drill.py.
+The fault drill under the same hog (25 of 25 diagnosed) is in tests/e2e/test_drill.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from irlib.runbooks import SCENARIOS
-
-from . import latency_lab
-from .conftest import LabHandle, irlib
+from tests.helpers import LabHandle, irlib
+from tests.lab import latency_lab
 
 # This test is about the CPU now: the P2 runbook reads p99 over the seed's 5 minutes, which
 # would still hold the slow requests of an earlier test's fault; over the last minute, after

@@ -22,8 +22,8 @@ import yaml
 from kubernetes import client, config, watch
 
 from irlib.lab.kube import patch, podlogs, selectors
-
-from .kube_fixtures import Emulator, Listener, Livez, start_emulator, wait_until
+from tests.helpers import wait_until
+from tests.lab.kube_fixtures import Emulator, Listener, Livez, start_emulator
 
 NS = "trading"
 API = "api-service"

@@ -18,9 +18,8 @@ import pytest
 from irlib.errors import UsageError
 from irlib.lab.faults import FAULTS
 from irlib.postgres import mitigations as pg_fix
-
-from . import latency_lab
-from .conftest import LabHandle, irlib
+from tests.helpers import LabHandle, irlib
+from tests.lab import latency_lab
 
 RUNBOOK = "p2_high_latency"
 P2_FAULTS = [name for name, f in FAULTS.items() if f.runbook == RUNBOOK]

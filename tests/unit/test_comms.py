@@ -19,8 +19,7 @@ import pytest
 from irlib import comms
 from irlib import incident as inc
 from irlib.profile import IncidentSettings
-
-from .conftest import IRLIB, irlib
+from tests.helpers import IRLIB, irlib
 
 T0 = datetime(2026, 1, 15, 9, 15, tzinfo=UTC)
 URL_ENV = "IRLIB_INCIDENT_WEBHOOK_URL"

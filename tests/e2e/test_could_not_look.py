@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from irlib.runbooks import SCENARIOS
-
-from .conftest import LabHandle, irlib
+from tests.helpers import LabHandle, irlib
 
 
 def run(

@@ -27,10 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import LabHandle
-from .test_p1_runbook import deployments_snapshot
+from tests.helpers import ROOT, LabHandle
+from tests.lab.test_p1_runbook import deployments_snapshot
 
-ROOT = Path(__file__).parent.parent
 JUPYTER = ROOT / ".venv-lab" / "bin" / "jupyter"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

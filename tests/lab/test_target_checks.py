@@ -11,8 +11,7 @@ from irlib.postgres.checks import check_connection_count, check_connectivity
 from irlib.profile import load_profile
 from irlib.redis.checks import check_ping
 from irlib.results import Status
-
-from .conftest import LabHandle
+from tests.helpers import LabHandle
 
 
 def test_http_check_ok_against_the_lab_api(lab: LabHandle) -> None:

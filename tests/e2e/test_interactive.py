@@ -2,7 +2,7 @@
 nbconvert and a plain viewer show), a click run once and only once, and the evidence folder of a
 JupyterLab session archived from a saved notebook by the server's save hook.
 
-tests/test_jupyterlab.py drives the same path through a real JupyterLab and chromium.
+tests/e2e/test_jupyterlab.py drives the same path through a real JupyterLab and chromium.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from irlib import evidence, interactive, io
 from irlib.guard import Guard, Plan
 from irlib.widgets import confirm_buttons
+from tests.helpers import ROOT, LabHandle
 
-from .conftest import LabHandle
-
-ROOT = Path(__file__).parent.parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PLAN = Plan(
     "rollback:api-service",
@@ -156,7 +154,7 @@ def test_a_saved_notebook_is_archived_into_its_session_folder(
     }
     source = ROOT / "notebooks" / "p1_system_unavailable.ipynb"
     subprocess.run(
-        [sys.executable, "-m", "tests.golden.execute", str(source), str(saved)],
+        [sys.executable, "-m", "tests.e2e.golden.execute", str(source), str(saved)],
         env=env, cwd=ROOT, check=True, timeout=180,
     )  # fmt: skip
     (run_dir,) = (outputs / "adhoc").iterdir()

@@ -13,30 +13,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from irlib.lab.config import PARTS, LabConfig, read_control, write_control
 from irlib.lab.kube import wait_ready, write_kubeconfig
 from irlib.lab.procs import free_port
-
-T = TypeVar("T")
-
-
-def wait_until(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def kubectl_binary() -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,21 +12,9 @@ import httpx
 from irlib import prom
 from irlib.lab.config import LabConfig
 from irlib.prom.checks import quantile_query
-
-from .conftest import LabHandle, require_binary
+from tests.helpers import LabHandle, require_binary, wait_until
 
 THRESHOLD_S = 5.0
-
-
-def wait_until(what: str, condition: Callable[[], Any], timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def config(lab: LabHandle) -> LabConfig:
@@ -98,7 +84,7 @@ def api_pool(lab: LabHandle) -> dict[str, Any]:
     return dict(body["pool"])
 
 
-# -- EVIDENCE of tests/test_lab.py: each fault where production would show it --------------------
+# -- EVIDENCE of tests/lab/test_lab.py: each fault where production would show it ----------------
 
 
 def evidence_slow_query(lab: LabHandle) -> None:

@@ -10,8 +10,7 @@ import pytest
 from irlib.profile import profile_from_dict
 from irlib.results import Check, Health, Status
 from irlib.runbooks.p1_system_unavailable import diagnose
-
-from .test_profile import MINIMAL
+from tests.unit.test_profile import MINIMAL
 
 PROFILE = profile_from_dict(MINIMAL)
 

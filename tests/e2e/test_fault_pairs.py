@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from irlib.lab.faults import FAULTS
-
-from . import latency_lab
-from .conftest import LabHandle, irlib
-from .test_p2_latency import FAST
+from tests.helpers import LabHandle, irlib
+from tests.lab import latency_lab
+from tests.lab.test_p2_latency import FAST
 
 # What each runbook's own tests pass: P2 latency's default 5 min window would still hold the
 # slow requests of an earlier test.

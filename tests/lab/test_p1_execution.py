@@ -18,9 +18,8 @@ import psycopg
 import pytest
 
 from irlib.lab.faults_execution import MISMATCH_ACCOUNT, MISMATCH_DELTAS, P1_EXECUTION
-
-from .conftest import LabHandle, irlib
-from .test_p1_runbook import hung_broker_profile, top_cause
+from tests.helpers import LabHandle, irlib
+from tests.lab.test_p1_runbook import hung_broker_profile, top_cause
 
 RUNBOOK = P1_EXECUTION
 

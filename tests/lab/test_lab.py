@@ -15,23 +15,11 @@ import pytest
 import yaml
 
 from irlib.lab import procs
-from irlib.lab.config import PARTS, LabConfig
+from irlib.lab.config import CONTROL_KEYS, PARTS, LabConfig
 from irlib.lab.faults import FAULTS
 from irlib.profile import load_profile
-
-from . import latency_lab
-from .conftest import LabHandle, irlib, parse_exports, require_binary
-
-
-def wait_until(what: str, condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+from tests.helpers import LabHandle, irlib, parse_exports, require_binary, wait_until
+from tests.lab import latency_lab
 
 
 def test_up_prints_exports_and_generated_tokens(lab: LabHandle) -> None:
@@ -70,6 +58,22 @@ def test_up_twice_keeps_the_running_lab(lab: LabHandle) -> None:
     assert parse_exports(again.stdout) == lab.exports
     assert {p: procs.running_pid(lab.lab.pid_file(p)) for p in PARTS} == before
     assert "already up" in again.stderr
+
+
+def test_up_leaves_the_part_a_fault_stopped_stopped(lab: LabHandle) -> None:
+    lab.irlib("lab", "inject", "redis-down", check=True)
+    try:
+        control = json.loads(Path(lab.state_dir, "control.json").read_text())
+        assert control["stopped_parts"] == ["redis"]
+        lab.irlib("lab", "up", check=True)
+        assert not lab.lab.running("redis")
+    finally:
+        lab.irlib("lab", "clear", check=True)
+    assert lab.lab.running("redis")
+    assert json.loads(Path(lab.state_dir, "control.json").read_text()) == {
+        "faults": [],
+        "stopped_parts": [],
+    }
 
 
 def test_kubectl_sees_a_healthy_trading_namespace(lab: LabHandle) -> None:
@@ -457,6 +461,8 @@ def test_fault_is_visible_where_production_shows_it_and_clear_heals_it(
     lab.irlib("lab", "inject", fault, check=True)
     try:
         assert json.loads(lab.irlib("lab", "status", "--json").stdout)["faults"] == [fault]
+        # every switch the fault set is one that irlib.lab.config.Control declares
+        assert set(json.loads(Path(lab.state_dir, "control.json").read_text())) <= CONTROL_KEYS
         EVIDENCE[fault](lab)
     finally:
         lab.irlib("lab", "clear", check=True)

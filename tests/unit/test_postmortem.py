@@ -16,8 +16,8 @@ from nbclient import NotebookClient
 from irlib import incident as inc
 from irlib import postmortem
 from irlib.profile import IncidentSettings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).parent.parent
 T0 = datetime(2026, 1, 15, 9, 15, tzinfo=UTC)
 SEED = IncidentSettings()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import LabHandle
+from tests.helpers import LabHandle
 
 RUNBOOK = "p1_system_unavailable"
 
@@ -21,7 +21,7 @@ def run(
     lab: LabHandle, outputs: Path, *args: str, profile: str | None = None, timeout: float = 240
 ) -> tuple[int, Path | None, dict]:
     """`irlib run p1_system_unavailable ...`: exit code, run folder, results.json."""
-    from .conftest import irlib
+    from tests.helpers import irlib
 
     result = irlib(
         "run",
@@ -173,7 +173,7 @@ def test_a_down_dependency_is_an_error_and_the_runbook_completes(
 def test_bad_parameters_are_refused_before_anything_runs(
     lab: LabHandle, tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    from .conftest import irlib
+    from tests.helpers import irlib
 
     result = irlib("run", RUNBOOK, "--outputs", str(tmp_path), *args, env=lab.env)
     assert result.returncode == 2, result.stderr

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 
 from irlib.lab import REQUIRES
+from tests.helpers import ROOT, LabHandle, irlib
 
-from .conftest import LabHandle, irlib
-
-ROOT = Path(__file__).resolve().parent.parent
 FAULT = "redis-down"
 RUNBOOK = "p1_system_unavailable"
 

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
@@ -32,24 +32,13 @@ from irlib.lab.apps.__main__ import main as apps_main
 from irlib.lab.apps.ingress import ready_pods
 from irlib.lab.config import PARTS, LabConfig
 from irlib.lab.seed import SYMBOLS, create_schema_and_seed
+from tests.helpers import wait_until
 
-T = TypeVar("T")
 ADMIN_TOKEN = "admin-token-for-the-apps-tests-0123456789"
 BROKER_TOKEN = "broker-token-for-the-apps-tests-0123456789"
 APPS = ("api", "broker", "market_data", "loadgen", "calibration_service")
 ENDPOINTS_PATH = "/api/v1/namespaces/trading/endpoints/api-service"
 ACCESS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO GET \S+ 200 \d+\.\dms$")
-
-
-def wait_until(what: str, condition: Callable[[], T], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def endpoints(ready: list[str], not_ready: list[str] | None = None) -> dict[str, Any]:

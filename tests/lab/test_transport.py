@@ -21,10 +21,8 @@ from irlib.lab import procs
 from irlib.postgres import query
 from irlib.profile import load_profile
 from irlib.results import Check, Status, guarded
+from tests.helpers import ROOT, LabHandle
 
-from .conftest import LabHandle
-
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cr3t-token-value"
 
 
