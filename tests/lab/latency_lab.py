@@ -33,12 +33,14 @@ def p99(lab: LabHandle, window: str = "10s", route: str | None = None) -> float 
     return values[0] if values else None
 
 
-def wait_calm(lab: LabHandle, window: str = "10s", below_s: float = 1.0) -> None:
+def wait_calm(
+    lab: LabHandle, window: str = "10s", below_s: float = 1.0, timeout: float = 90
+) -> None:
     """Wait until the slow requests of an earlier fault have left Prometheus's window."""
     wait_until(
         f"API p99 over {window} under {below_s} s",
         lambda: (v := p99(lab, window)) is not None and v < below_s,
-        timeout=90,
+        timeout=timeout,
     )
 
 
