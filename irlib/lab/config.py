@@ -121,6 +121,8 @@ class Control(TypedDict, total=False):
     missing_reports: dict[str, list[int]]  # {"orders": [order ids]} whose reports never come
     # faults_latency -> pg_holder.py, apps/fault_switches.py, kube/metrics.py
     lock_contention: dict[str, str]  # {"table"} a held transaction locks
+    # faults_latency (slow-query's clear, while it rebuilds the index) -> apps/loadgen.py
+    dashboard_paused: bool
     connection_leak: dict[str, float]  # {"since": epoch s}: the api-service leaks connections
     redis_memory_pressure: dict[str, str]  # {"maxmemory", "policy"} to restore on clear
     cpu_saturation: dict[str, Any]  # deployment -> the CPU its pods burn

@@ -214,9 +214,15 @@ def run_fault_drill(
     runbooks: Sequence[str] = (),
     timeout_s: float = 120,
     log: Callable[[str], None],
+    observe: Callable[[str], None] | None = None,
 ) -> Matrix:
     """Drill `faults` (default: every fault of the lab) on `lab`, which must be up and have no
-    active fault; archive and return the matrix. UsageError (exit 2) before anything changes."""
+    active fault; archive and return the matrix. UsageError (exit 2) before anything changes.
+
+    `observe(fault)` is called while each fault is still on, after its runbooks ran: a check
+    of your own of what the fault shows (the suite reads it with kubectl, psql and redis-cli
+    there). Whatever it raises stops the drill, after the fault is cleared and the matrix
+    archived."""
     selected, covered, uncovered = _select(faults, runbooks, notebooks_dir)
     active = lab_faults.active_faults(lab)
     if active:
@@ -241,7 +247,9 @@ def run_fault_drill(
         with runner.environment(lab.exports()):
             for i, name in enumerate(selected, 1):
                 log(f"[{i}/{len(selected)}] {name}: injecting ...")
-                timing = _drill_one(lab, name, covered[name], matrix, notebooks_dir, timeout_s, log)
+                timing = _drill_one(
+                    lab, name, covered[name], matrix, notebooks_dir, timeout_s, log, observe
+                )
                 matrix.timings.append(timing)
                 if timing.error and lab_faults.active_faults(lab):
                     matrix.broke = f"{name} could not be cleared: {timing.error}"
@@ -285,6 +293,7 @@ def _drill_one(
     notebooks_dir: Path,
     timeout_s: float,
     log: Callable[[str], None],
+    observe: Callable[[str], None] | None,
 ) -> FaultTiming:
     from irlib.runner import run_runbook
 
@@ -312,6 +321,8 @@ def _drill_one(
             cell = _cell(name, runbook, result, injected_at, matrix.drill_dir)
             matrix.cells.append(cell)
             log(f"  {name} x {runbook}: {_cell_text(cell, link=False)}")
+        if observe is not None:
+            observe(name)
     except LabError as e:
         error = str(e)
         log(f"  {name}: the lab failed: {e}")

@@ -86,54 +86,6 @@ def api_pool(lab: LabHandle) -> dict[str, Any]:
     return dict(body["pool"])
 
 
-# -- EVIDENCE of tests/lab/test_lab.py: each fault where production would show it ----------------
-
-
-def evidence_slow_query(lab: LabHandle) -> None:
-    assert "idx_orders_symbol_created_at" not in psql(lab, r"\d orders")
-    # the seed's symptom: the API's p99 over its threshold (5 s), from the dashboard's polls
-    # piling up behind 2M-row scans
-    wait_until(
-        "Prometheus p99 of /v1/orders above the threshold",
-        lambda: (p99(lab, "10s", "/v1/orders") or 0) > THRESHOLD_S,
-    )
-
-
-def evidence_lock_contention(lab: LabHandle) -> None:
-    rows = psql(
-        lab,
-        "SELECT b.application_name, b.state FROM pg_stat_activity w "
-        "JOIN pg_stat_activity b ON b.pid = ANY(pg_blocking_pids(w.pid)) LIMIT 1",
-    )
-    assert rows.strip() == "nightly-report|idle in transaction"
-
-
-def evidence_connection_exhaustion(lab: LabHandle) -> None:
-    pool = wait_until("the api's pool exhausted", lambda: (p := api_pool(lab))["waiting"] and p)
-    assert pool["in_use"] >= pool["max_size"]
-    idle = psql(
-        lab,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'api-service' "
-        "AND state = 'idle in transaction'",
-    )
-    assert int(idle) >= 10
-
-
-def evidence_redis_memory_pressure(lab: LabHandle) -> None:
-    info = redis_info(lab)
-    assert int(info["maxmemory"]) > 0 and int(info["evicted_keys"]) > 0
-    assert int(info["used_memory"]) >= 0.9 * int(info["maxmemory"])
-
-
-def evidence_cpu_saturation(lab: LabHandle) -> None:
-    assert all(cpu >= 900 for cpu, _ in top_api_pods(lab))
-    wait_until("Prometheus p99 over 5 s", lambda: (p99(lab, "10s") or 0) > THRESHOLD_S)
-
-
-def evidence_memory_leak(lab: LabHandle) -> None:
-    wait_until("api pods at 85% of 1Gi", lambda: all(m >= 870 for _, m in top_api_pods(lab)))
-
-
 def results_text(run_dir: Any) -> str:
     """Every output of the executed notebook, as text."""
     nb = json.loads((run_dir / "notebook.ipynb").read_text())

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import random
 import signal
+import time
 
 import httpx
 
@@ -63,7 +64,7 @@ async def run(config: LabConfig) -> None:
             async with asyncio.TaskGroup() as group:
                 for w in range(BASE_WORKERS + FAULT_WORKERS):
                     group.create_task(worker(config, client, extra=w >= BASE_WORKERS))
-                group.create_task(dashboard(client))
+                group.create_task(dashboard(config, client))
 
 
 def fault_on(config: LabConfig) -> bool:
@@ -83,20 +84,42 @@ async def worker(config: LabConfig, client: httpx.AsyncClient, *, extra: bool) -
         await asyncio.sleep(random.uniform(*PAUSE_S))
 
 
+class Paused:
+    """Whether the lab paused the dashboard, read from control.json at most once a second
+    (not 40 times)."""
+
+    def __init__(self, config: LabConfig) -> None:
+        self.config, self.read_at, self.value = config, float("-inf"), False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.read_at >= 1.0:
+            self.read_at = now
+            try:
+                self.value = bool(read_control(self.config).get("dashboard_paused"))
+            except (OSError, ValueError):
+                self.value = False
+        return self.value
+
+
 async def _get(client: httpx.AsyncClient, path: str) -> None:
     with contextlib.suppress(httpx.HTTPError):
         await client.get(path)
 
 
-async def dashboard(client: httpx.AsyncClient, rate: float = DASHBOARD_POLLS_PER_S) -> None:
+async def dashboard(
+    config: LabConfig, client: httpx.AsyncClient, rate: float = DASHBOARD_POLLS_PER_S
+) -> None:
     """Poll each symbol's recent orders in turn, `rate` a second, whether or not the earlier
-    polls have been answered (at most DASHBOARD_MAX_IN_FLIGHT waiting)."""
+    polls have been answered (at most DASHBOARD_MAX_IN_FLIGHT waiting), unless the lab has
+    paused the dashboard (control.json's `dashboard_paused`)."""
     loop = asyncio.get_running_loop()
     symbols = list(SYMBOLS)
     in_flight: set[asyncio.Task[None]] = set()
     due = loop.time()
+    paused = Paused(config)
     for n in itertools.count():
-        if len(in_flight) < DASHBOARD_MAX_IN_FLIGHT:
+        if len(in_flight) < DASHBOARD_MAX_IN_FLIGHT and not paused():
             path = f"/v1/orders?symbol={symbols[n % len(symbols)]}&limit=20"
             task = asyncio.create_task(_get(client, path))
             in_flight.add(task)
