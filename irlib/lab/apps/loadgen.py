@@ -3,9 +3,10 @@
 Talks only to the API over HTTP (through the ingress): BASE_WORKERS loops, each one request
 at a time every 100-200 ms, and FAULT_WORKERS more while a lab fault is on, so that a slow or
 blocked request never stops the traffic a latency drill measures. Beside them the trading
-dashboard polls each symbol's recent orders at a fixed rate (open loop, as many users' browsers
-do: a slow answer does not slow the next poll), so that a query which turns slow piles up as
-it would in production. Ignores every failure, until SIGTERM or SIGINT.
+dashboard polls each symbol's recent orders at a fixed rate, ten times faster while a fault is
+on (open loop, as many users' browsers do: a slow answer does not slow the next poll), so that
+a query which turns slow piles up as it would in production. Ignores every failure, until
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 
 import httpx
 
-from irlib.lab.config import LabConfig, read_control
+from irlib.lab.config import Control, LabConfig, read_control
 from irlib.lab.seed import SYMBOLS
 
 PAUSE_S = (0.1, 0.2)
@@ -31,6 +32,9 @@ HEALTH_EVERY = 20  # the deep health check is dearer: only every 20th request
 # orders table costs 0.15-0.5 s, so 40 a second ask 6-20 cores' worth: the API queues on any
 # machine, and its p99 passes 5 s within seconds.
 DASHBOARD_POLLS_PER_S = 40
+# With no fault on, a tenth of that: the same query, by index, for the API's healthy figures,
+# at a tenth of the CPU the lab burns while it waits between tests.
+CALM_POLLS_PER_S = 4
 DASHBOARD_MAX_IN_FLIGHT = 200  # beyond this a poll is skipped, as a browser's would time out
 
 
@@ -62,21 +66,42 @@ async def run(config: LabConfig) -> None:
     async with httpx.AsyncClient(base_url=config.url("api"), timeout=10.0, limits=limits) as client:
         with contextlib.suppress(asyncio.CancelledError):
             async with asyncio.TaskGroup() as group:
+                switches = Switches(config)
                 for w in range(BASE_WORKERS + FAULT_WORKERS):
-                    group.create_task(worker(config, client, extra=w >= BASE_WORKERS))
-                group.create_task(dashboard(config, client))
+                    group.create_task(worker(switches, client, extra=w >= BASE_WORKERS))
+                group.create_task(dashboard(switches, client))
 
 
-def fault_on(config: LabConfig) -> bool:
-    try:
-        return bool(read_control(config).get("faults"))
-    except (OSError, ValueError):
-        return False
+class Switches:
+    """What control.json says the load should do, read at most once a second (not 40 times):
+    whether a fault is on, and whether the lab paused the dashboard."""
+
+    def __init__(self, config: LabConfig) -> None:
+        self.config, self.read_at = config, float("-inf")
+        self.control: Control = {}
+
+    def _read(self) -> Control:
+        now = time.monotonic()
+        if now - self.read_at >= 1.0:
+            self.read_at = now
+            try:
+                self.control = read_control(self.config)
+            except (OSError, ValueError):
+                self.control = {}
+        return self.control
+
+    @property
+    def fault_on(self) -> bool:
+        return bool(self._read().get("faults"))
+
+    @property
+    def dashboard_paused(self) -> bool:
+        return bool(self._read().get("dashboard_paused"))
 
 
-async def worker(config: LabConfig, client: httpx.AsyncClient, *, extra: bool) -> None:
+async def worker(switches: Switches, client: httpx.AsyncClient, *, extra: bool) -> None:
     for n in itertools.count(random.randrange(HEALTH_EVERY)):
-        if extra and not fault_on(config):
+        if extra and not switches.fault_on:
             await asyncio.sleep(1.0)
             continue
         with contextlib.suppress(httpx.HTTPError):
@@ -84,47 +109,26 @@ async def worker(config: LabConfig, client: httpx.AsyncClient, *, extra: bool) -
         await asyncio.sleep(random.uniform(*PAUSE_S))
 
 
-class Paused:
-    """Whether the lab paused the dashboard, read from control.json at most once a second
-    (not 40 times)."""
-
-    def __init__(self, config: LabConfig) -> None:
-        self.config, self.read_at, self.value = config, float("-inf"), False
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self.read_at >= 1.0:
-            self.read_at = now
-            try:
-                self.value = bool(read_control(self.config).get("dashboard_paused"))
-            except (OSError, ValueError):
-                self.value = False
-        return self.value
-
-
 async def _get(client: httpx.AsyncClient, path: str) -> None:
     with contextlib.suppress(httpx.HTTPError):
         await client.get(path)
 
 
-async def dashboard(
-    config: LabConfig, client: httpx.AsyncClient, rate: float = DASHBOARD_POLLS_PER_S
-) -> None:
-    """Poll each symbol's recent orders in turn, `rate` a second, whether or not the earlier
-    polls have been answered (at most DASHBOARD_MAX_IN_FLIGHT waiting), unless the lab has
-    paused the dashboard (control.json's `dashboard_paused`)."""
+async def dashboard(switches: Switches, client: httpx.AsyncClient) -> None:
+    """Poll each symbol's recent orders in turn, DASHBOARD_POLLS_PER_S a second while a fault
+    is on (CALM_POLLS_PER_S otherwise), whether or not the earlier polls have been answered
+    (at most DASHBOARD_MAX_IN_FLIGHT waiting), unless the lab has paused the dashboard."""
     loop = asyncio.get_running_loop()
     symbols = list(SYMBOLS)
     in_flight: set[asyncio.Task[None]] = set()
     due = loop.time()
-    paused = Paused(config)
     for n in itertools.count():
-        if len(in_flight) < DASHBOARD_MAX_IN_FLIGHT and not paused():
+        if len(in_flight) < DASHBOARD_MAX_IN_FLIGHT and not switches.dashboard_paused:
             path = f"/v1/orders?symbol={symbols[n % len(symbols)]}&limit=20"
             task = asyncio.create_task(_get(client, path))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-        due += 1.0 / rate
+        due += 1.0 / (DASHBOARD_POLLS_PER_S if switches.fault_on else CALM_POLLS_PER_S)
         await asyncio.sleep(max(0.0, due - loop.time()))
 
 
