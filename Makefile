@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 # The browser test (tests/e2e/test_jupyterlab.py) starts JupyterLab from its own venv and drives it
 # with Debian's chromium through Playwright (pip, in .venv; no browser download).
 test: setup $(LAB_VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 demo: setup
 	@scripts/demo

@@ -19,6 +19,32 @@ from irlib.lab.lab import Lab
 
 from .helpers import LabHandle, irlib, parse_exports
 
+# `make test` runs the suite in two processes (pytest-xdist, `-n 2 --dist loadgroup`), each
+# with its own lab: every test that needs a lab is in one of these two groups, balanced by
+# their measured times, and runs in collection order within it. Each group keeps its latency
+# faults after the tests that need the P2 runbook's 5-minute window calm: "drills" starts
+# with the healthy-lab health drill, "faults" ends with the lab's latency tests. The tests
+# that need no lab (tests/unit) go to whichever process is free.
+LAB_GROUPS = {
+    "drills": (
+        "tests/e2e/test_drill.py", "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
+        "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
+        "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
+        "tests/e2e/test_install.py",
+    ),
+    "faults": ("tests/e2e/test_could_not_look.py", "tests/e2e/test_fault_pairs.py", "tests/lab/"),
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = next((g for g, paths in LAB_GROUPS.items() if path.startswith(paths)), None)
+        if group is None and not path.startswith("tests/unit/"):
+            raise pytest.UsageError(f"{path} is in no group of tests/conftest.py's LAB_GROUPS")
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
