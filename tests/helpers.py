@@ -1,10 +1,11 @@
 """What the tests share that is not a fixture: the real `irlib` command line in a subprocess,
-the session lab's handle, waiting for a condition, a required binary. Fixtures live in
-conftest.py; a test imports these from here, never from conftest.
+the session lab's handle, a runbook's run against it, waiting for a condition, a required
+binary. Fixtures live in conftest.py; a test imports these from here, never from conftest.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -100,3 +101,28 @@ class LabHandle:
 
     def irlib(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return irlib(*args, "--state-dir", self.state_dir, env=self.env, **kw)  # type: ignore[arg-type]
+
+
+def run_runbook(
+    lab: LabHandle,
+    runbook: str,
+    outputs: Path,
+    *args: str,
+    profile: str | None = None,
+    timeout: float = 300,
+) -> tuple[int, Path | None, dict[str, Any]]:
+    """`irlib run RUNBOOK --outputs OUTPUTS [--profile P] ARGS...` in a real process with the
+    lab's exports, as an operator runs it: its exit code, the run folder it printed last (None
+    if it made none: then its output is printed, for the failure) and that folder's
+    results.json ({} without one)."""
+    profile_args = ["--profile", profile] if profile else []
+    result = irlib(
+        "run", runbook, "--outputs", str(outputs), *profile_args, *args,
+        env=lab.env, timeout=timeout,
+    )  # fmt: skip
+    lines = result.stdout.strip().splitlines()
+    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
+    if run_dir is None:
+        print(result.stdout, result.stderr)
+        return result.returncode, None, {}
+    return result.returncode, run_dir, json.loads((run_dir / "results.json").read_text())

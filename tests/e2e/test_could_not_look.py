@@ -15,25 +15,15 @@ import pytest
 import yaml
 
 from irlib.runbooks import SCENARIOS
-from tests.helpers import LabHandle, irlib
+from tests.helpers import LabHandle, irlib, run_runbook
 
 
 def run(
     lab: LabHandle, outputs: Path, runbook: str, *args: str, profile: str | None = None
 ) -> tuple[int, dict[str, Any]]:
-    result = irlib(
-        "run",
-        runbook,
-        "--outputs",
-        str(outputs),
-        *(["--profile", profile] if profile else []),
-        *args,
-        env=lab.env,
-        timeout=300,
-    )
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
-    assert run_dir.is_dir(), (result.stdout, result.stderr)
-    return result.returncode, json.loads((run_dir / "results.json").read_text())
+    code, run_dir, results = run_runbook(lab, runbook, outputs, *args, profile=profile)
+    assert run_dir is not None, f"{runbook} left no evidence folder"
+    return code, results
 
 
 @pytest.mark.parametrize("runbook", list(SCENARIOS))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from irlib.lab.faults import FAULTS
-from tests.helpers import LabHandle, irlib
+from tests.helpers import LabHandle, run_runbook
 from tests.lab import latency_lab
 from tests.lab.test_p2_latency import FAST
 
@@ -71,13 +71,9 @@ PAIRS = [
 
 def run(lab: LabHandle, outputs: Path, runbook: str) -> tuple[int, dict[str, Any]]:
     """`irlib run RUNBOOK`: exit code and results.json."""
-    result = irlib(
-        "run", runbook, "--outputs", str(outputs), *ARGS.get(runbook, ()), env=lab.env, timeout=300
-    )
-    lines = result.stdout.strip().splitlines()
-    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
-    assert run_dir is not None, f"{runbook} left no evidence folder:\n{result.stderr}"
-    return result.returncode, json.loads((run_dir / "results.json").read_text())
+    code, run_dir, results = run_runbook(lab, runbook, outputs, *ARGS.get(runbook, ()))
+    assert run_dir is not None, f"{runbook} left no evidence folder"
+    return code, results
 
 
 def active_faults(lab: LabHandle) -> list[str]:

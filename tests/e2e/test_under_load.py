@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from irlib.runbooks import SCENARIOS
-from tests.helpers import LabHandle, irlib
+from tests.helpers import LabHandle, run_runbook
 from tests.lab import latency_lab
 
 # This test is about the CPU now: the P2 runbook reads p99 over the seed's 5 minutes, which
@@ -27,14 +27,9 @@ def test_each_runbook_on_a_healthy_lab_is_healthy_with_every_core_busy(
 ) -> None:
     assert json.loads(lab.irlib("lab", "status", "--json").stdout)["faults"] == []
     latency_lab.wait_calm(lab, window="1m")
-    result = irlib(
-        "run", runbook, *PARAMETERS.get(runbook, []), "--outputs", str(tmp_path),
-        env=lab.env, timeout=300,
-    )  # fmt: skip
-    assert result.stdout, result.stderr
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
-    results = json.loads((run_dir / "results.json").read_text())
+    code, run_dir, results = run_runbook(lab, runbook, tmp_path, *PARAMETERS.get(runbook, []))
+    assert run_dir is not None
     verdict = results["verdict"]
-    assert result.returncode == 0, json.dumps(verdict, indent=1)
+    assert code == 0, json.dumps(verdict, indent=1)
     assert verdict["state"] == "healthy" and verdict["causes"] == []
     assert verdict["could_not_check"] == []

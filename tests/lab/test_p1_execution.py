@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from irlib.lab.faults_execution import MISMATCH_ACCOUNT, MISMATCH_DELTAS, P1_EXECUTION
-from tests.helpers import LabHandle, irlib
+from tests.helpers import LabHandle, irlib, run_runbook
 from tests.lab.test_p1_runbook import hung_broker_profile, top_cause
 
 RUNBOOK = P1_EXECUTION
@@ -27,17 +27,7 @@ RUNBOOK = P1_EXECUTION
 def run(
     lab: LabHandle, outputs: Path, *args: str, profile: str | None = None, timeout: float = 240
 ) -> tuple[int, Path | None, dict[str, Any]]:
-    result = irlib(
-        "run", RUNBOOK, "--outputs", str(outputs),
-        *(["--profile", profile] if profile else []), *args,
-        env=lab.env, timeout=timeout,
-    )  # fmt: skip
-    lines = result.stdout.strip().splitlines()
-    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
-    results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
-    if run_dir is None:
-        print(result.stdout, result.stderr)
-    return result.returncode, run_dir, results
+    return run_runbook(lab, RUNBOOK, outputs, *args, profile=profile, timeout=timeout)
 
 
 def sql(lab: LabHandle, query: str, params: Any = None) -> list[tuple[Any, ...]]:

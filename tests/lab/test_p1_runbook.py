@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import LabHandle
+from tests.helpers import LabHandle, run_runbook
 
 RUNBOOK = "p1_system_unavailable"
 
@@ -21,24 +21,7 @@ def run(
     lab: LabHandle, outputs: Path, *args: str, profile: str | None = None, timeout: float = 240
 ) -> tuple[int, Path | None, dict]:
     """`irlib run p1_system_unavailable ...`: exit code, run folder, results.json."""
-    from tests.helpers import irlib
-
-    result = irlib(
-        "run",
-        RUNBOOK,
-        "--outputs",
-        str(outputs),
-        *(["--profile", profile] if profile else []),
-        *args,
-        env=lab.env,
-        timeout=timeout,
-    )
-    lines = result.stdout.strip().splitlines()
-    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
-    results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
-    if result.returncode not in (0, 1) and run_dir is None:
-        print(result.stdout, result.stderr)
-    return result.returncode, run_dir, results
+    return run_runbook(lab, RUNBOOK, outputs, *args, profile=profile, timeout=timeout)
 
 
 def top_cause(results: dict) -> str | None:

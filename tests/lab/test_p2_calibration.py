@@ -19,7 +19,7 @@ import pytest
 from irlib.lab import surfaces
 from irlib.lab.heston import HestonParams
 from irlib.profile import Thresholds
-from tests.helpers import LabHandle, irlib
+from tests.helpers import LabHandle, irlib, run_runbook
 from tests.unit.test_heston import TOLERANCE, within_tolerance
 
 RUNBOOK = "p2_calibration_failures"
@@ -28,13 +28,7 @@ RMSE_MAX = Thresholds().calibration_rmse_max
 
 def run(lab: LabHandle, outputs: Path, *args: str) -> tuple[int, Path | None, dict[str, Any]]:
     """`irlib run p2_calibration_failures ...`: exit code, run folder, results.json."""
-    result = irlib("run", RUNBOOK, "--outputs", str(outputs), *args, env=lab.env, timeout=240)
-    lines = result.stdout.strip().splitlines()
-    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
-    results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
-    if run_dir is None:
-        print(result.stdout, result.stderr)
-    return result.returncode, run_dir, results
+    return run_runbook(lab, RUNBOOK, outputs, *args, timeout=240)
 
 
 def top_cause(results: dict[str, Any]) -> dict[str, Any]:

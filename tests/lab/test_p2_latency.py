@@ -7,7 +7,6 @@ first waits until the previous fault's slow requests have left Prometheus's wind
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from irlib.errors import UsageError
 from irlib.lab.faults import FAULTS
 from irlib.postgres import mitigations as pg_fix
-from tests.helpers import LabHandle, irlib
+from tests.helpers import LabHandle, irlib, run_runbook
 from tests.lab import latency_lab
 
 RUNBOOK = "p2_high_latency"
@@ -27,15 +26,7 @@ FAST = ("-p", "window", "10s", "-p", "recheck_window", "8s", "-p", "recheck_wait
 
 
 def run(lab: LabHandle, outputs: Path, *args: str) -> tuple[int, Path | None, dict[str, Any]]:
-    result = irlib(
-        "run", RUNBOOK, "--outputs", str(outputs), *FAST, *args, env=lab.env, timeout=240
-    )
-    lines = result.stdout.strip().splitlines()
-    run_dir = Path(lines[-1]) if lines and Path(lines[-1]).is_dir() else None
-    results = json.loads((run_dir / "results.json").read_text()) if run_dir else {}
-    if run_dir is None:
-        print(result.stdout, result.stderr)
-    return result.returncode, run_dir, results
+    return run_runbook(lab, RUNBOOK, outputs, *FAST, *args, timeout=240)
 
 
 def checks(results: dict[str, Any], step_prefix: str) -> dict[str, dict[str, Any]]:
