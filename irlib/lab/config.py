@@ -121,12 +121,11 @@ class Control(TypedDict, total=False):
     missing_reports: dict[str, list[int]]  # {"orders": [order ids]} whose reports never come
     # faults_latency -> pg_holder.py, apps/fault_switches.py, kube/metrics.py
     lock_contention: dict[str, str]  # {"table"} a held transaction locks
-    # faults_latency (slow-query's clear, while it rebuilds the index) -> apps/loadgen.py
-    dashboard_paused: bool
     connection_leak: dict[str, float]  # {"since": epoch s}: the api-service leaks connections
     redis_memory_pressure: dict[str, str]  # {"maxmemory", "policy"} to restore on clear
     cpu_saturation: dict[str, Any]  # deployment -> the CPU its pods burn
     memory_leak: dict[str, Any]  # deployment -> epoch s its pods started leaking
+    dashboard_paused: bool  # while slow-query's clear rebuilds the index -> apps/loadgen.py
     # faults_calibration -> apps/calibration_service.py, apps/market_data.py
     calibration_paused: bool  # the scheduled calibration stopped
     stale_calibration: dict[str, list[int]]  # {"ids"}: calibrations aged into the past
