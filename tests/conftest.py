@@ -21,10 +21,10 @@ from .helpers import LabHandle, irlib, parse_exports
 
 # `make test` runs the suite in two processes (pytest-xdist, `-n 2 --dist loadgroup`), each
 # with its own lab: every test that needs a lab is in one of these two groups, balanced by
-# their measured times, and runs in collection order within it. Each group keeps its latency
-# faults after the tests that need the P2 runbook's 5-minute window calm: "drills" starts
-# with the healthy-lab health drill, "faults" ends with the lab's latency tests. The tests
-# that need no lab (tests/unit) go to whichever process is free.
+# their measured times, and runs in collection order within it. The one test that needs the
+# P2 runbook's 5-minute window calm, the healthy-lab health drill, opens "drills", before any
+# latency fault of its lab; "faults" holds every other latency fault (its tests read 10 s or
+# 1 min windows). The tests that need no lab (tests/unit) go to whichever process is free.
 LAB_GROUPS = {
     "drills": (
         "tests/e2e/test_drill.py", "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
