@@ -23,8 +23,9 @@ from .helpers import LabHandle, irlib, parse_exports
 # with its own lab: every test that needs a lab is in one of these two groups, balanced by
 # their measured times, and runs in collection order within it. The one test that needs the
 # P2 runbook's 5-minute window calm, the healthy-lab health drill, opens "drills", before any
-# latency fault of its lab; "faults" holds every other latency fault (its tests read 10 s or
-# 1 min windows). The tests that need no lab (tests/unit) go to whichever process is free.
+# latency fault of its lab; "faults" holds most of the others (its P2 runs read a 10 s window,
+# or must not be healthy anyway). The tests that need no lab (tests/unit) go to whichever
+# process is free.
 LAB_GROUPS = {
     "drills": (
         "tests/e2e/test_drill.py", "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
