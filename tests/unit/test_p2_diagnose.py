@@ -10,7 +10,7 @@ import pytest
 from irlib.errors import UsageError
 from irlib.guard import parse_mitigation_id
 from irlib.postgres import mitigations as pg_fix
-from irlib.postgres.checks import suggest_index
+from irlib.postgres.checks import statements_status, suggest_index
 from irlib.profile import profile_from_dict
 from irlib.prom.checks import quantile_query
 from irlib.results import Check, Health, Status
@@ -306,6 +306,34 @@ def test_a_pool_full_of_busy_connections_is_not_connection_exhaustion() -> None:
 )
 def test_suggest_index_puts_equality_columns_first(sql: str, wanted: Any) -> None:
     assert suggest_index(sql) == wanted
+
+
+def _sampled(calls: int, mean_ms: float, share: float) -> dict[str, Any]:
+    return {
+        "query": "SELECT symbol, max(ts) FROM market_data_ticks GROUP BY symbol",
+        "recent_calls": calls,
+        "recent_mean_ms": mean_ms,
+        "recent_total_ms": calls * mean_ms,
+        "share": share,
+    }
+
+
+def test_one_slow_call_on_a_busy_machine_is_no_slow_statement() -> None:
+    # seen on a healthy lab beside a CPU hog: one 28 ms call was 90% of a calm database's time
+    assert statements_status([_sampled(1, 28.4, 0.9)], slow_ms=25, busy_ms=200)[0] is Status.OK
+    status, summary, _ = statements_status([_sampled(40, 50.0, 0.9)], slow_ms=25, busy_ms=200)
+    assert status is Status.WARN and "90% of the database's time, 50.0 ms mean" in summary
+    assert statements_status([_sampled(40, 20.0, 0.9)], slow_ms=25, busy_ms=200)[0] is Status.OK
+
+
+def test_a_hot_statement_scanning_without_its_index_warns_however_fast() -> None:
+    row = {
+        **_sampled(3, 1.0, 0.5),
+        "suggested_index": {"table": "market_data_ticks", "columns": ["ts"], "existing": []},
+        "plan": {"seq_scans": [{"table": "market_data_ticks", "rows": 2_000_000}]},
+    }
+    status, summary, _ = statements_status([row], slow_ms=25, busy_ms=200)
+    assert status is Status.WARN and "without the index it wants" in summary
 
 
 def test_quantile_query_is_the_seeds_promql_and_refuses_odd_input() -> None:

@@ -46,6 +46,7 @@ class Controller:
         self.ctx = Context(store, config, self.recorder, self.now)
         self.metrics = Metrics(self.ctx)
         self.probes = cluster.probe_table(config)
+        self._streaks = probes.Streaks()
         self._wake = asyncio.Event()
         self._busy = False
         self._deleted: list[Obj] = []
@@ -63,7 +64,7 @@ class Controller:
             self._wake.set()  # an API write: react now rather than at the next tick
 
     async def _probe(self, client: httpx.AsyncClient) -> None:
-        self.ctx.probe_results = await probes.run_all(self.probes, client)
+        self.ctx.probe_results = self._streaks.update(await probes.run_all(self.probes, client))
 
     def reconcile(self) -> None:
         self._busy = True

@@ -1,7 +1,8 @@
 """Readiness probes that look at the lab's real processes: a TCP connect or an HTTP GET.
 
-The controller runs every probe of the table in cluster.py concurrently each tick, with a
-short timeout, so a pod is ready exactly when the process behind it answers.
+The controller runs every probe of the table in cluster.py concurrently each tick, with
+Kubernetes' default timeout and failure threshold, so a pod is ready exactly when the process
+behind it answers, and one slow answer on a busy machine is no outage (as on a real kubelet).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import httpx
 
-TIMEOUT = 0.4
+TIMEOUT = 1.0  # Kubernetes' default timeoutSeconds
+FAILURE_THRESHOLD = 3  # Kubernetes' default failureThreshold: failures in a row that unready a pod
 # failure causes, turned into kubelet-style messages by `message`
 REFUSED = "refused"
 TIMED_OUT = "timeout"
@@ -81,6 +83,23 @@ async def run_all(
     names = list(probes)
     results = await asyncio.gather(*(one(probes[n]) for n in names))
     return dict(zip(names, results, strict=True))
+
+
+class Streaks:
+    """Each probe's result as a kubelet acts on it: failed once it has failed
+    FAILURE_THRESHOLD times in a row, or at once if it never succeeded (a container is not
+    ready until its first success); the cause is the latest failure's."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, int] = {}
+
+    def update(self, raw: dict[str, tuple[bool, str]]) -> dict[str, tuple[bool, str]]:
+        acted: dict[str, tuple[bool, str]] = {}
+        for name, (ok, cause) in raw.items():
+            failures = 0 if ok else self._failures.get(name, FAILURE_THRESHOLD - 1) + 1
+            self._failures[name] = failures
+            acted[name] = (True, "") if failures < FAILURE_THRESHOLD else (False, cause)
+        return acted
 
 
 def message(cause: str, spec: dict[str, Any], pod_ip: str) -> str:
