@@ -74,7 +74,11 @@ class Thresholds:
     db_statement_mean_ms: float = 25.0  # a hot statement slower than this on average is slow
     # What makes a statement the slow-query cause on any machine: its share of the database's
     # time over the sample, its growth against its own earlier mean, and a plan that scans a
-    # table of at least db_seq_scan_rows rows where an index on its filter is missing.
+    # table of at least db_seq_scan_rows rows where an index on its filter is missing. A
+    # statement called fewer than db_statement_min_calls times over the sample weighs
+    # nothing: one call is all of a calm database's time, and a busy machine can make that one
+    # call many times its usual mean.
+    db_statement_min_calls: int = 3
     db_statement_share: float = 0.5
     db_statement_growth: float = 5.0
     db_seq_scan_rows: int = 100_000

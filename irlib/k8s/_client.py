@@ -1,22 +1,31 @@
 """The only module of irlib.k8s that imports the official `kubernetes` client.
 
 Objects come back as plain dicts in the API's own camelCase (what `kubectl get -o json`
-shows), so checks read like the runbook's kubectl commands. Every call carries a timeout,
-and what the client raises leaves as irlib's target errors: an API status (403, 404 ...) is
-Refused with that status, no answer in time TimedOut, no connection Unreachable.
+shows), so checks read like the runbook's kubectl commands. The connection is the official
+client's (its kubeconfig loader, TLS, tokens and exec plugins); the requests are its raw
+ones, as kubectl makes them: the generated typed API classes cost a second of imports per
+run (their pydantic models) and a round trip through those models per answer, for objects
+we read as dicts anyway. Every call carries a timeout, and what the client raises leaves as
+irlib's target errors: an API status (403, 404 ...) is Refused with that status, no answer
+in time TimedOut, no connection Unreachable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
 from irlib.errors import Refused, TimedOut, Unreachable
+
+# kubectl's content types for `kubectl patch` (its default) and `--type merge`
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -46,49 +55,78 @@ class Kube:
         self.namespace = namespace
         self.timeout_s = timeout_s
         self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.networking = client.NetworkingV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
 
-    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One API call under the timeout, its answer as plain dicts; the client's errors as
-        irlib's target errors."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        """One API call under the timeout: its JSON answer as plain dicts (a text answer, a
+        pod's log, as text); the client's errors as irlib's target errors."""
+        headers = {"Accept": "application/json, */*"}
+        if content_type:
+            headers["Content-Type"] = content_type
         try:
-            answer = method(*args, **kwargs, _request_timeout=self.timeout_s)
+            request = self.api.param_serialize(
+                method,
+                path,
+                query_params=[(k, v) for k, v in (query or {}).items() if v != ""],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(*request, _request_timeout=self.timeout_s)
+            data = response.read()
         except ApiException as e:
             raise Refused(f"API answered {e.status}: {e.reason}", e.status) from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if _timed_out(e):
                 raise TimedOut(f"API server: no answer within {self.timeout_s:g} s") from e
             raise Unreachable(f"API server unreachable: {e}") from e
-        return self.api.sanitize_for_serialization(answer)
+        if not 200 <= response.status <= 299:
+            raise Refused(f"API answered {response.status}: {response.reason}", response.status)
+        text = data.decode("utf-8", errors="replace")
+        if "json" not in (response.getheader("content-type") or ""):
+            return text
+        return json.loads(text)
+
+    def _ns(self, resource: str, name: str = "", group: str = "") -> str:
+        """The path of a namespaced resource (or one object of it) in the core or a named group."""
+        prefix = f"/apis/{group}" if group else "/api/v1"
+        path = f"{prefix}/namespaces/{quote(self.namespace, safe='')}/{resource}"
+        return f"{path}/{quote(name, safe='')}" if name else path
 
     def pods(self, selector: str | None = None) -> list[dict[str, Any]]:
-        return self.call(
-            self.core.list_namespaced_pod, self.namespace, label_selector=selector or ""
-        )["items"]
+        return self.request("GET", self._ns("pods"), query={"labelSelector": selector or ""})[
+            "items"
+        ]
 
     def pod(self, name: str) -> dict[str, Any]:
-        return self.call(self.core.read_namespaced_pod, name, self.namespace)
+        return self.request("GET", self._ns("pods", name))  # type: ignore[no-any-return]
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self.call(self.core.list_node)["items"]
+        return self.request("GET", "/api/v1/nodes")["items"]
 
     def events(self, field_selector: str | None = None) -> list[dict[str, Any]]:
-        return self.call(
-            self.core.list_namespaced_event, self.namespace, field_selector=field_selector or ""
+        return self.request(
+            "GET", self._ns("events"), query={"fieldSelector": field_selector or ""}
         )["items"]
 
     def ingresses(self) -> list[dict[str, Any]]:
-        return self.call(self.networking.list_namespaced_ingress, self.namespace)["items"]
+        return self.request("GET", self._ns("ingresses", group="networking.k8s.io/v1"))["items"]
 
     def deployment(self, name: str) -> dict[str, Any]:
-        return self.call(self.apps.read_namespaced_deployment, name, self.namespace)
+        return self.request(  # type: ignore[no-any-return]
+            "GET", self._ns("deployments", name, group="apps/v1")
+        )
 
     def replicasets(self, selector: str) -> list[dict[str, Any]]:
-        return self.call(
-            self.apps.list_namespaced_replica_set, self.namespace, label_selector=selector
+        return self.request(
+            "GET", self._ns("replicasets", group="apps/v1"), query={"labelSelector": selector}
         )["items"]
 
     def log(
@@ -100,44 +138,42 @@ class Kube:
         tail_lines: int | None = None,
         since_seconds: int | None = None,
     ) -> str:
-        kwargs: dict[str, Any] = {"previous": previous}
-        if container:
-            kwargs["container"] = container
+        query = {"previous": "true" if previous else "false", "container": container or ""}
         if tail_lines is not None:
-            kwargs["tail_lines"] = tail_lines
+            query["tailLines"] = str(tail_lines)
         if since_seconds is not None:
-            kwargs["since_seconds"] = since_seconds
-        return str(self.call(self.core.read_namespaced_pod_log, pod, self.namespace, **kwargs))
+            query["sinceSeconds"] = str(since_seconds)
+        answer = self.request("GET", self._ns("pods", pod) + "/log", query=query)
+        return answer if isinstance(answer, str) else json.dumps(answer)
 
     def pod_metrics(self) -> list[dict[str, Any]]:
-        return self.call(  # type: ignore[no-any-return]
-            self.custom.list_namespaced_custom_object,
-            "metrics.k8s.io",
-            "v1beta1",
-            self.namespace,
-            "pods",
-        )["items"]
+        return self.request("GET", self._ns("pods", group="metrics.k8s.io/v1beta1"))["items"]
 
     def node_metrics(self) -> list[dict[str, Any]]:
-        return self.call(  # type: ignore[no-any-return]
-            self.custom.list_cluster_custom_object, "metrics.k8s.io", "v1beta1", "nodes"
-        )["items"]
+        return self.request("GET", "/apis/metrics.k8s.io/v1beta1/nodes")["items"]
 
     # -- writes: only mitigations.py calls these, through the guard ----------------------
 
-    def patch_deployment(self, name: str, body: Any) -> dict[str, Any]:
-        return self.call(self.apps.patch_namespaced_deployment, name, self.namespace, body)
+    def patch_deployment(
+        self, name: str, body: Any, *, content_type: str = STRATEGIC_MERGE
+    ) -> dict[str, Any]:
+        return self.request(  # type: ignore[no-any-return]
+            "PATCH",
+            self._ns("deployments", name, group="apps/v1"),
+            body=body,
+            content_type=content_type,
+        )
 
     def scale_deployment(self, name: str, replicas: int) -> dict[str, Any]:
-        return self.call(
-            self.apps.patch_namespaced_deployment_scale,
-            name,
-            self.namespace,
-            {"spec": {"replicas": replicas}},
+        return self.request(  # type: ignore[no-any-return]
+            "PATCH",
+            self._ns("deployments", name, group="apps/v1") + "/scale",
+            body={"spec": {"replicas": replicas}},
+            content_type=MERGE,
         )
 
     def delete_pod(self, name: str) -> None:
-        self.call(self.core.delete_namespaced_pod, name, self.namespace)
+        self.request("DELETE", self._ns("pods", name))
 
 
 def parse_time(value: str | None) -> datetime | None:

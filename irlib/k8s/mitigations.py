@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from irlib.guard import Plan
-from irlib.k8s._client import Kube
+from irlib.k8s._client import MERGE, Kube
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -68,13 +68,8 @@ def apply_rollback(kube: Kube, deployment: str) -> dict[str, Any]:
     body: dict[str, Any] = {"spec": {"template": template}}
     if cause:
         body["metadata"] = {"annotations": {CHANGE_CAUSE: cause}}
-    kube.call(  # a JSON merge patch replaces the template whole
-        kube.apps.patch_namespaced_deployment,
-        deployment,
-        kube.namespace,
-        body,
-        _content_type="application/merge-patch+json",
-    )
+    # a JSON merge patch replaces the template whole
+    kube.patch_deployment(deployment, body, content_type=MERGE)
     return {
         "image": _images(template),
         "to_revision": previous["metadata"]["annotations"][REVISION],

@@ -89,6 +89,7 @@ class HighLatency(Runbook):
         statements = self._pg(
             pg.check_top_statements,
             slow_ms=self.profile.thresholds.db_statement_mean_ms,
+            min_calls=self.profile.thresholds.db_statement_min_calls,
             sample_s=self.statement_sample_s,
         )
         return [
@@ -307,10 +308,12 @@ def _large_scans(r: Mapping[str, Any], table: str, min_rows: int) -> list[dict[s
 
 def _statement_weight(r: Mapping[str, Any], t: Any) -> tuple[bool, bool, str]:
     """Whether a statement dominates the database's time and whether it grew against its own
-    earlier mean, and the line that says so: evidence a machine's speed does not move."""
-    dominant = (r.get("share") or 0.0) >= t.db_statement_share
+    earlier mean, and the line that says so: evidence a machine's speed does not move. Only
+    a statement called db_statement_min_calls times over the sample counts."""
+    busy = (r.get("recent_calls") or 0) >= t.db_statement_min_calls
+    dominant = busy and (r.get("share") or 0.0) >= t.db_statement_share
     growth = r.get("growth")
-    grew = growth is not None and growth >= t.db_statement_growth
+    grew = busy and growth is not None and growth >= t.db_statement_growth
     said = (
         f"{r.get('share') or 0:.0%} of the database's time over the sample "
         f"({r['recent_calls']} calls, {r['recent_mean_ms'] or 0:.1f} ms mean"
