@@ -22,18 +22,20 @@ from .helpers import LabHandle, irlib, parse_exports
 # `make test` runs the suite in two processes (pytest-xdist, `-n 2 --dist loadgroup`), each
 # with its own lab: every test that needs a lab is in one of these two groups, balanced by
 # their measured times, and runs in collection order within it. The one test that needs the
-# P2 runbook's 5-minute window calm, the healthy-lab health drill, opens "drills", before any
-# latency fault of its lab; "faults" holds most of the others (its P2 runs read a 10 s window,
-# or must not be healthy anyway). The tests that need no lab (tests/unit) go to whichever
-# process is free.
+# P2 runbook's 5-minute window calm, the healthy-lab health drill, runs in "drills" before any
+# fault of its lab (test_could_not_look, before it, injects none: it only gives the runbooks
+# too little time or a silent port); "faults" holds most of the others (its P2 runs read a
+# 10 s window, or must not be healthy anyway). The tests that need no lab (tests/unit) go to
+# whichever process is free.
 LAB_GROUPS = {
     "drills": (
-        "tests/e2e/test_drill.py", "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
+        "tests/e2e/test_could_not_look.py", "tests/e2e/test_drill.py",
+        "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
         "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
         "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
         "tests/e2e/test_install.py",
     ),
-    "faults": ("tests/e2e/test_could_not_look.py", "tests/e2e/test_fault_pairs.py", "tests/lab/"),
+    "faults": ("tests/e2e/test_fault_pairs.py", "tests/lab/"),
 }  # fmt: skip
 
 
