@@ -265,9 +265,9 @@ def check_top_statements(
     or a recent mean over `slow_ms`) get the index their WHERE/ORDER BY wants, whether the
     table has it, and their plan (EXPLAIN, no ANALYZE) with the sequential scans in it.
     WARN when a hot statement is over `slow_ms` over at least `min_calls` calls in the sample
-    (one slow call on a busy machine is no bottleneck), or scans a
-    table whose wanted index is missing; the verdict's rules weigh share, growth and plan,
-    which a machine's speed does not move."""
+    (one slow call on a busy machine is no bottleneck), or scans a table whose wanted index
+    is missing; the verdict's rules weigh share, growth and plan, which a machine's speed does
+    not move."""
     name = "top statements"
 
     def body() -> Check:
