@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from tests.helpers import ROOT, LabHandle, irlib
 
 FAULT = "redis-down"
 RUNBOOK = "p1_system_unavailable"
+# What a checkout holds beside its source: venvs, build leftovers, evidence, caches.
+NOT_SOURCE = (".git", ".venv*", "build", "*.egg-info", "outputs", "__pycache__", ".*_cache")
 
 
 def sh(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -32,9 +35,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A venv with only the wheel and its runtime dependencies: its bin/ folder. Installed
     without byte-compiling (a third of pip's time here): it serves two runs."""
     where = tmp_path_factory.mktemp("installed")
-    built = sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", where / "dist", ROOT)
+    # Built from a copy: setuptools builds in the source tree's build/, and one left there by an
+    # interrupted build ("File exists: build/bdist.linux-x86_64/wheel/irlib-0.1.0.dist-info")
+    # fails every later one; the copy also keeps the build's egg-info out of the checkout.
+    source = where / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    dist = where / "dist"
+    built = sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, source)
     assert built.returncode == 0, built.stderr
-    (wheel,) = (where / "dist").glob("irlib-*.whl")
+    (wheel,) = dist.glob("irlib-*.whl")
     made = sh(sys.executable, "-m", "venv", where / "venv")
     assert made.returncode == 0, made.stderr
     bin_dir = where / "venv" / "bin"
