@@ -449,6 +449,8 @@ def test_statefulset_pod_comes_back_with_its_name(emu: Emulator) -> None:
         return result.stdout if result.returncode == 0 and result.stdout not in ("", uid) else None
 
     wait_until("redis-0 again", new_uid)
+    # and running: a later test (test_node_not_ready) must not find it still being created
+    wait_until("redis-0 running", lambda: _all_running(emu, "redis"))
 
 
 # -- metrics -----------------------------------------------------------------------------
@@ -568,7 +570,20 @@ def test_oom_killed_deployment(emu: Emulator) -> None:
     assert all(_restarts(p) >= 1 for p in _pods(emu, app))  # restarts are history, kept
 
 
+def _all_running(emu: Emulator, app: str | None = None) -> bool:
+    """Every container of the namespace's pods (of `app`) started: none is being created."""
+    out = emu.kubectl("get", "pods", "-n", NS, *(["-l", f"app={app}"] if app else []), "-o", "json")
+    pods = json.loads(out.stdout)["items"]
+    return bool(pods) and all(
+        "running" in s.get("state", {})
+        for p in pods
+        for s in p["status"].get("containerStatuses") or [{}]
+    )
+
+
 def test_node_not_ready(emu: Emulator) -> None:
+    # a pod still being created when its node goes is not the stranded pod this test reads
+    wait_until("every pod running", lambda: _all_running(emu))
     emu.control(not_ready_nodes=["node-3"])
     try:
 

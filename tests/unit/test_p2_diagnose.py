@@ -214,6 +214,19 @@ def test_one_call_grown_on_a_busy_machine_is_no_slow_statement() -> None:
     assert diagnose(checks, PROFILE).top_cause is not None
 
 
+def test_one_call_of_a_scan_missing_its_index_is_the_slow_query_on_a_slow_machine() -> None:
+    # seen in a fault drill beside a CPU hog: the slow-query fault's scan took 2.7 s, so one
+    # call completed in the 2 s sample, while the full pool made connection-exhaustion a cause
+    checks = healthy_checks()
+    connection_exhaustion(checks)
+    checks["active queries"] = check("active queries", idle_in_transaction=[], long=[])
+    row = statement(share=0.989, recent_mean_ms=2730.4, earlier_mean_ms=36.8)
+    with_statement(checks, {**row, "recent_calls": 1, "recent_total_ms": 2730.4})
+    top = diagnose(checks, PROFILE).top_cause
+    assert top is not None and top.id == "slow-query", top
+    assert top.mitigations == ("create-index:orders(symbol,created_at)",)
+
+
 def test_a_slow_statement_whose_index_exists_recommends_analyze() -> None:
     checks = healthy_checks()
     row = statement(
