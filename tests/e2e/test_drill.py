@@ -279,8 +279,8 @@ def test_every_fault_has_its_production_evidence() -> None:
 def test_fault_drill_over_every_fault_diagnoses_each_shows_each_and_archives_the_matrix(
     lab: LabHandle, tmp_path: Path, cpu_hog: list[int]
 ) -> None:
-    """With every core busy: a diagnosis that holds only on an idle machine fails here (the
-    idle figures come from benchmarks/fault_drill_margins.py).
+    """On a busy core (the `cpu_hog` fixture): a diagnosis that holds only on an idle machine
+    fails here (the idle figures come from benchmarks/fault_drill_margins.py).
 
     The one injection of each fault in the suite that is not about its mitigation: while it is
     on, after its runbooks ran, it is also read where production shows it (tests/lab/

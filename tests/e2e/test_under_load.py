@@ -1,5 +1,5 @@
-"""No false alarm on a busy machine: with every core spinning (the `cpu_hog` fixture), each
-runbook's own notebook on a healthy lab says healthy and exits 0.
+"""No false alarm on a busy machine: beside a spinning process on its core (the `cpu_hog`
+fixture), each runbook's own notebook on a healthy lab says healthy and exits 0.
 
 The fault drill under the same hog (25 of 25 diagnosed) is in tests/e2e/test_drill.py.
 """
