@@ -2,8 +2,9 @@
 (JupyterLab, irlib.interactive): its name, and the archive step that closes it.
 
 Archiving redacts every file, renders the notebook to HTML (nbconvert, no kernel), writes
-results.json from the run's events.jsonl and manifest.json (sha256 of each file) last. It sits
-below the runbooks and the runner: it imports neither, so both archive the same way.
+results.json from the run's events.jsonl and manifest.json (sha256 of each file) last, linked
+into the folder's evidence chain and signed when a key is named (irlib.chain). It sits below the
+runbooks and the runner: it imports neither, so both archive the same way.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import __version__, evidence, io, run_results
+from irlib import __version__, chain, evidence, io, run_results
 from irlib.errors import UsageError
 
 NOTEBOOK = "notebook.ipynb"
 HTML = "notebook.html"
-MANIFEST = "manifest.json"
+MANIFEST = chain.MANIFEST
 HEALTHY = "healthy"
 EXIT_HEALTHY, EXIT_PROBLEM, EXIT_CRASHED = 0, 1, 3
 
@@ -77,11 +78,13 @@ def archive(
     html: bool = True,
     mode: str | None = None,
     notebook: str | None = None,
+    signing_key_env: str | None = None,
 ) -> RunResult:
     """The archive step of every run, headless or interactive (irlib.interactive): redact every
     file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
     and manifest.json last. `source` is the notebook that was run; an interactive session
-    gives its `mode` and `notebook` path."""
+    gives its `mode` and `notebook` path; `signing_key_env` names the env var of the key that
+    signs the manifest (the profile's evidence.signing_key_env)."""
     secrets = evidence.secret_values(secret_envs)
     notebook_path = run_dir / NOTEBOOK
     for path in _files(run_dir):
@@ -118,7 +121,7 @@ def archive(
     run_results.write(run_dir, results, lambda value: evidence.redact_value(value, secrets))
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
         evidence.redact_file(path, secrets)
-    io.write_json_atomic(run_dir / MANIFEST, _manifest(source, run_dir))
+    chain.seal(run_dir, _manifest(source, run_dir), key_env=signing_key_env)
     return RunResult(run_dir, exit_code, status, verdict, reason)
 
 

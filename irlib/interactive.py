@@ -51,6 +51,7 @@ class Session:
     notebook: Path
     secret_envs: tuple[str, ...]
     profile_path: str | None = None
+    signing_key_env: str | None = None  # the profile's evidence.signing_key_env
 
     def facts(self) -> dict[str, Any]:
         """What the run record of an interactive session adds: what the archive needs later."""
@@ -59,6 +60,7 @@ class Session:
             "notebook": str(self.notebook),
             "profile_path": self.profile_path,
             "secret_envs": self.secret_envs,
+            "signing_key_env": self.signing_key_env,
         }
 
     def __repr__(self) -> str:
@@ -101,6 +103,7 @@ def start(
         notebook,
         tuple(dict.fromkeys(secret_envs)),
         str(Path(profile_path).resolve()) if profile_path else None,
+        profile.evidence.signing_key_env,
     )
 
 
@@ -145,6 +148,7 @@ def archive(run_dir: Path, saved: Any | None = None) -> Any:
             html=saved is not None,
             mode=MODE,
             notebook=run["notebook"],
+            signing_key_env=run.get("signing_key_env"),
         )
 
 

@@ -7,15 +7,13 @@ and writes only postmortem.md and postmortem.html into it; needs no kernel and n
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import html
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from irlib import comms, escalation, io, run_results
+from irlib import chain, comms, escalation, io, run_results
 from irlib import incident as inc
 from irlib.profile import IncidentSettings
 
@@ -68,45 +66,26 @@ class EvidenceRun:
         return self.manifest_sha256 is not None and not self.problems
 
 
-def verify_run(run_dir: Path) -> EvidenceRun:
-    """Recompute the sha256 of every file the manifest lists; name each one that differs."""
+def verify_run(run_dir: Path, check: chain.RunCheck | None = None) -> EvidenceRun:
+    """A run folder as the post-mortem lists it: its runbook and verdict (results.json) and
+    what irlib.chain found wrong with it (`check`; verified alone when not given)."""
+    if check is None:
+        check = chain.verify(run_dir.parent).run(run_dir.name)
     results: run_results.RunResults | None = None
     with contextlib.suppress(OSError, ValueError):  # a crashed run may have no results
         results = run_results.read(run_dir)
     verdict = (results.verdict if results else None) or {}
     top = results.top_cause if results else {}
     summary = str(verdict.get("state", "no verdict")).upper() + (f": {top['id']}" if top else "")
-    problems: list[str] = []
-    manifest_sha = notebook_sha = None
-    try:
-        raw = (run_dir / "manifest.json").read_bytes()
-        manifest_sha = hashlib.sha256(raw).hexdigest()
-        files = json.loads(raw)["files"]
-    except FileNotFoundError:
-        files = {}
-        problems.append("manifest.json is missing")
-    except (OSError, ValueError, KeyError) as e:
-        files = {}
-        problems.append(f"manifest.json is unreadable ({type(e).__name__})")
-    for name, meta in sorted(files.items()):
-        path = run_dir / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-            continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != meta.get("sha256"):
-            problems.append(f"{name} does not match its sha256 in the manifest")
-        if name == "notebook.ipynb":
-            notebook_sha = meta.get("sha256")
     return EvidenceRun(
         run_dir.name,
         results.runbook if results else "?",
         results.started_at.isoformat() if results else "?",
         results.status if results else "?",
         summary,
-        manifest_sha,
-        notebook_sha,
-        tuple(problems),
+        check.manifest_sha256 if check else None,
+        check.notebook_sha256 if check else None,
+        check.problems if check else ("not a run folder",),
     )
 
 
@@ -119,6 +98,7 @@ class PostMortem:
     settings: IncidentSettings
     now: datetime
     runs: tuple[EvidenceRun, ...]
+    chain: chain.Report | None = None  # the incident folder's evidence chain, verified
 
     def sections(self) -> list[tuple[str, list[Block]]]:
         i, r = self.incident, self.incident.record
@@ -181,6 +161,11 @@ class PostMortem:
                 for run in self.runs
             ),
         )
+        proof: list[Block] = []
+        if self.chain is not None and self.runs:
+            proof.append(f"Evidence chain ({chain.CHAIN}): {self.chain.summary()}.")
+            if self.chain.problems:
+                proof.append(Items(self.chain.problems))
         return [
             ("Incident Summary", [summary]),
             ("Timeline", [timeline]),
@@ -192,7 +177,7 @@ class PostMortem:
             ("Communications", [Items(tuple(messages)) if messages else "No message sent."]),
             (
                 "Evidence",
-                [evidence if self.runs else "No runbook was run for this incident."],
+                [evidence, *proof] if self.runs else ["No runbook was run for this incident."],
             ),
         ]
 
@@ -212,6 +197,7 @@ class PostMortem:
             if t.state in ("missed", "overdue")
         ]
         items += [f"Evidence {r.folder} fails verification" for r in self.runs if not r.verified]
+        items += [f"Evidence chain: {p}" for p in (self.chain.problems if self.chain else ())]
         items.append("Hold the post-incident review and assign an owner to each item")
         return list(dict.fromkeys(items))
 
@@ -304,12 +290,11 @@ def assemble(
         return NoIncident(root)
     incident = inc.load(root, incident_id)
     running = os.environ.get(io.RUN_DIR_ENV)  # a post-mortem run's own folder is not done yet
-    runs = tuple(
-        verify_run(p)
-        for p in incident.runs
-        if not (running and p.resolve() == Path(running).resolve())
-    )
-    return PostMortem(incident, settings or inc.settings_from(profile_path), inc.as_utc(now), runs)
+    own = Path(running).name if running and Path(running).parent == incident.folder else None
+    report = chain.verify(incident.folder, exclude=(own,) if own else ())
+    runs = tuple(verify_run(p, report.run(p.name)) for p in incident.runs if p.name != own)
+    settings = settings or inc.settings_from(profile_path)
+    return PostMortem(incident, settings, inc.as_utc(now), runs, report)
 
 
 # -- rendering -------------------------------------------------------------------------------

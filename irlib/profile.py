@@ -203,6 +203,15 @@ class DrillSettings:
 
 
 @dataclass(frozen=True)
+class EvidenceSettings:
+    """The evidence folders (irlib.archive, irlib.chain)."""
+
+    # The env var holding the key that signs each run's manifest (HMAC-SHA256); None: unsigned.
+    # Named, the key must be set when a run starts (`irlib evidence verify` checks it).
+    signing_key_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     kubernetes: KubernetesTarget
@@ -216,6 +225,7 @@ class Profile:
     timeouts: Timeouts = field(default_factory=Timeouts)
     incident: IncidentSettings = field(default_factory=IncidentSettings)
     drills: DrillSettings = field(default_factory=DrillSettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

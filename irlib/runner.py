@@ -29,7 +29,7 @@ from irlib.archive import (
     mark_completed,
     secret_env_names,
 )
-from irlib.errors import UsageError
+from irlib.errors import ProfileError, UsageError
 from irlib.guard import parse_mitigation_id
 from irlib.params import read_parameters, validate
 from irlib.profile import Profile, load_profile
@@ -141,6 +141,12 @@ def _plan(
         parse_mitigation_id(mitigation)
     declared = read_parameters(notebook)
     profile_envs = secret_env_names(loaded.to_dict())
+    key_env = loaded.evidence.signing_key_env
+    if key_env and not os.environ.get(key_env):  # an unsigned manifest would pass unnoticed
+        raise ProfileError(
+            f"the profile signs evidence with the key in ${key_env} (evidence.signing_key_env), "
+            "but it is not set"
+        )
     values = validate(
         notebook, given, reserved=RESERVED, secrets=evidence.secret_values(profile_envs)
     )
@@ -331,6 +337,7 @@ def _archive(
         started=started,
         finished=finished,
         duration_s=duration_s,
+        signing_key_env=plan.profile.evidence.signing_key_env,
     )
 
 

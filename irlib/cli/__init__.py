@@ -11,6 +11,7 @@ import click
 
 from irlib import __version__
 from irlib.cli.drill import drill
+from irlib.cli.evidence import evidence
 from irlib.cli.incident import incident
 from irlib.cli.lab import lab
 from irlib.cli.run import run_command
@@ -25,11 +26,12 @@ def main() -> None:
     irlib run p1_system_unavailable --profile prod.yaml   one runbook, evidence archived
     irlib drill health --profile prod.yaml                every read-only check, never mitigates
     irlib incident open --severity P1 --title "API unavailable"
+    irlib evidence verify outputs/INC-2026-0042           every file, chain link and signature
     eval "$(irlib lab up)"                                a drill lab to practise on ([lab] extra)
     """
 
 
-for command in (lab, run_command, incident, drill):
+for command in (lab, run_command, incident, drill, evidence):
     main.add_command(command)
 
 __all__ = ["main"]

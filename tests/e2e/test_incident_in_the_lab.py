@@ -104,6 +104,9 @@ def test_a_scripted_p1_incident_in_the_lab(lab: LabHandle, tmp_path: Path) -> No
         assert manifest_sha in row and row.rstrip(" |").endswith("verified")
         assert f'href="{run_dir.name}/notebook.html"' in Path(html_path).read_text()
     assert "- [ ] roll api-service back, then find why" in md
+    assert "Evidence chain (chain.jsonl): verified: 2 run(s), every file and chain link" in md
+    verified = irlib("evidence", "verify", str(outputs / incident_id), env=lab.env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     sample = ROOT / "outputs" / "sample-postmortem"  # git-ignored: for a person to read
     shutil.rmtree(sample, ignore_errors=True)
     shutil.copytree(outputs / incident_id, sample / incident_id)

@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from irlib import chain, postmortem
 from irlib import incident as inc
-from irlib import postmortem
 from irlib.profile import IncidentSettings
 from tests.helpers import ROOT
 
@@ -50,7 +50,7 @@ def fake_run(
         p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": p.stat().st_size}
         for p in sorted(run_dir.iterdir())
     }
-    (run_dir / "manifest.json").write_text(json.dumps({"files": files}))
+    chain.seal(run_dir, {"files": files}, key_env=None)  # as irlib.archive closes a run
     return run_dir
 
 
