@@ -200,6 +200,8 @@ class DrillSettings:
     evidence_pvc: str = "irlib-evidence"  # the volume the evidence is archived on
     profile_configmap: str = "irlib-profile"  # holds this profile as profile.yaml
     secret: str = "irlib-secrets"  # holds each *_env secret under its env var's name
+    service_account: str = "irlib-drill"  # the account the CronJob runs as (irlib deploy)
+    evidence_size: str = "1Gi"  # the evidence PersistentVolumeClaim's request
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,15 @@ from typing import Any
 import yaml
 
 from irlib import __version__
+from irlib.archive import secret_env_names
 from irlib.errors import UsageError
 from irlib.profile import DrillSettings, Profile
 
 DEFAULT_IMAGE = f"registry.example.com/trading/irlib:{__version__}"
 PROFILE_DIR = "/etc/irlib"
 EVIDENCE_DIR = "/evidence"
+SCRATCH_DIR = "/tmp"
+RUN_AS = 10001  # the image's irlib user (Dockerfile)
 _EVERY = re.compile(r"^(\d+)([mhd])$")
 
 
@@ -83,15 +86,8 @@ def cronjob_spec(every: str, profile: Profile | None, image: str | None = None) 
         namespace=profile.kubernetes.namespace if profile else "trading",
         settings=settings,
         image=image or settings.image or DEFAULT_IMAGE,
-        secret_envs=tuple(_env_names(profile.to_dict())) if profile else (),
+        secret_envs=tuple(dict.fromkeys(secret_env_names(profile.to_dict()))) if profile else (),
     )
-
-
-def _env_names(value: Any, key: str = "") -> list[str]:
-    """The values of every `*_env` setting: the env vars that hold the profile's secrets."""
-    if isinstance(value, dict):
-        return list(dict.fromkeys(n for k, v in value.items() for n in _env_names(v, str(k))))
-    return [value] if key.endswith("_env") and isinstance(value, str) and value else []
 
 
 def cronjob_manifest(spec: CronJobSpec) -> dict[str, Any]:
@@ -112,8 +108,16 @@ def cronjob_manifest(spec: CronJobSpec) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "profile", "mountPath": PROFILE_DIR, "readOnly": True},
             {"name": "evidence", "mountPath": EVIDENCE_DIR},
+            # the kernel's connection files and IPython's folder (the image points HOME,
+            # JUPYTER_RUNTIME_DIR and IPYTHONDIR here): the root filesystem stays read-only
+            {"name": "scratch", "mountPath": SCRATCH_DIR},
         ],
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
     if spec.secret_envs:
         # optional: a key the Secret lacks leaves its env var unset, which the checks report,
@@ -146,6 +150,15 @@ def cronjob_manifest(spec: CronJobSpec) -> dict[str, Any]:
                         "metadata": {"labels": labels},
                         "spec": {
                             "restartPolicy": "Never",
+                            # its read-only Role, from `irlib deploy manifests`
+                            "serviceAccountName": s.service_account,
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "runAsUser": RUN_AS,
+                                "runAsGroup": RUN_AS,
+                                "fsGroup": RUN_AS,  # the evidence volume is writable by it
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
                             "containers": [container],
                             "volumes": [
                                 {"name": "profile", "configMap": {"name": s.profile_configmap}},
@@ -153,6 +166,7 @@ def cronjob_manifest(spec: CronJobSpec) -> dict[str, Any]:
                                     "name": "evidence",
                                     "persistentVolumeClaim": {"claimName": s.evidence_pvc},
                                 },
+                                {"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}},
                             ],
                         },
                     },
@@ -170,7 +184,9 @@ def cronjob_yaml(spec: CronJobSpec) -> str:
         f"{spec.namespace}:",
         f"#   ConfigMap {s.profile_configmap} with key profile.yaml (the target profile),",
         f"#   Secret {s.secret} with keys {keys},",
-        f"#   PersistentVolumeClaim {s.evidence_pvc} for the evidence archive.",
+        f"#   PersistentVolumeClaim {s.evidence_pvc} for the evidence archive,",
+        f"#   ServiceAccount {s.service_account} with its read-only Role "
+        "(all of it: `irlib deploy manifests`).",
         f"# kubectl create configmap {s.profile_configmap} -n {spec.namespace} "
         "--from-file=profile.yaml=PROFILE",
     ]

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from irlib.errors import Refused
+from irlib.k8s import permissions as P
 from irlib.k8s._client import Kube, age, parse_time
+from irlib.k8s.permissions import reads
 from irlib.k8s.quantity import cpu_millicores, memory_bytes
 from irlib.results import Check, Evidence, Status, guarded
 
@@ -66,6 +68,7 @@ def pod_row(pod: dict[str, Any], app_label: str) -> dict[str, Any]:
     }
 
 
+@reads(P.LIST_PODS)
 def check_pods(
     kube: Kube,
     *,
@@ -125,6 +128,7 @@ def _counted(facts: dict[str, Any], keys: tuple[str, ...]) -> str:
 # -- ingress, events, nodes --------------------------------------------------------------------
 
 
+@reads(P.LIST_INGRESSES)
 def check_ingress(kube: Kube, *, name: str) -> Check:
     """`kubectl get ingress -n trading`: the API's ingress exists and has an address."""
 
@@ -170,6 +174,7 @@ def check_ingress(kube: Kube, *, name: str) -> Check:
     return _guarded("ingress", body)
 
 
+@reads(P.LIST_EVENTS)
 def check_recent_events(kube: Kube, *, limit: int = 20) -> Check:
     """`kubectl get events --sort-by=.lastTimestamp | tail -20`; Warnings make it WARN."""
 
@@ -216,6 +221,7 @@ def _event_time(e: dict[str, Any]) -> float:
     return when.timestamp() if when else 0.0
 
 
+@reads(P.LIST_NODES)
 def check_nodes(kube: Kube) -> Check:
     """`kubectl get nodes`: every node Ready."""
 
@@ -253,6 +259,7 @@ def check_nodes(kube: Kube) -> Check:
 # -- rollouts --------------------------------------------------------------------------------
 
 
+@reads(P.GET_DEPLOYMENT, P.LIST_REPLICASETS)
 def check_rollout_history(kube: Kube, *, deployment: str) -> Check:
     """`kubectl rollout history deployment/<name>`, with each revision's image and pods."""
 
@@ -321,6 +328,7 @@ def check_rollout_history(kube: Kube, *, deployment: str) -> Check:
 # -- resource use ------------------------------------------------------------------------------
 
 
+@reads(P.LIST_PODS, P.LIST_POD_METRICS)
 def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9, app_label: str = "app") -> Check:
     """`kubectl top pods`: CPU and memory per pod, against the containers' limits."""
 
@@ -372,6 +380,7 @@ def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9, app_label: str = "app
     return _guarded("top pods", body)
 
 
+@reads(P.LIST_NODES, P.LIST_NODE_METRICS)
 def check_top_nodes(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
     """`kubectl top nodes`: CPU and memory per node, against what it can allocate."""
 
@@ -418,6 +427,7 @@ def check_top_nodes(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
 ERROR_LINE = re.compile(r"\b(ERROR|FATAL|CRITICAL|Traceback|Exception|Error:)", re.I)
 
 
+@reads(P.LIST_PODS, P.GET_POD_LOG)
 def check_logs(
     kube: Kube, *, app: str, app_label: str = "app", tail: int = 100, since_s: int = 600
 ) -> Check:
@@ -460,6 +470,7 @@ def check_logs(
     return _guarded(f"logs {app}", body)
 
 
+@reads(P.LIST_PODS, P.GET_POD_LOG)
 def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
     """`kubectl logs <pod> --previous` for every container that has restarted."""
 
@@ -508,6 +519,7 @@ def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
     return _guarded("previous logs", body)
 
 
+@reads(P.LIST_PODS, P.LIST_EVENTS)
 def check_pod_details(kube: Kube) -> Check:
     """`kubectl describe pod` for every pod that is not ready: conditions, states, events."""
 
@@ -551,6 +563,7 @@ def check_pod_details(kube: Kube) -> Check:
 # -- logs filtered for a pattern (P1 Execution Failures) ---------------------------------------
 
 
+@reads(P.LIST_PODS, P.GET_POD_LOG)
 def check_log_matches(
     kube: Kube,
     *,
@@ -609,6 +622,7 @@ def check_log_matches(
     return _guarded(name, body)
 
 
+@reads(P.GET_DEPLOYMENT)
 def check_deployment_replicas(kube: Kube, *, deployment: str) -> Check:
     """`kubectl get deployment <name>`: desired, ready and available replicas."""
     name = f"{deployment} replicas"
@@ -637,6 +651,7 @@ def check_deployment_replicas(kube: Kube, *, deployment: str) -> Check:
     return _guarded(name, body)
 
 
+@reads(P.LIST_PODS, P.GET_POD_LOG)
 def check_oom_kills(kube: Kube, *, app: str, app_label: str = "app", tail: int = 20) -> Check:
     """`kubectl describe pod -l app=<app>` for OOM kills: each container whose last (or
     current) termination was OOMKilled, with its memory limit and the end of its log before

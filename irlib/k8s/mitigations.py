@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 from irlib.guard import Plan
+from irlib.k8s import permissions as P
 from irlib.k8s._client import MERGE, Kube
+from irlib.k8s.permissions import reads, writes
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
@@ -36,6 +38,7 @@ def _images(template: dict[str, Any]) -> str:
     return ",".join(c["image"] for c in template["spec"]["containers"])
 
 
+@reads(P.GET_DEPLOYMENT, P.LIST_REPLICASETS)
 def plan_rollback(kube: Kube, deployment: str, *, recommended: bool = True) -> Plan:
     dep, owned = _history(kube, deployment)
     if len(owned) < 2:
@@ -58,6 +61,7 @@ def plan_rollback(kube: Kube, deployment: str, *, recommended: bool = True) -> P
     )
 
 
+@writes(P.GET_DEPLOYMENT, P.LIST_REPLICASETS, P.PATCH_DEPLOYMENT)
 def apply_rollback(kube: Kube, deployment: str) -> dict[str, Any]:
     """What `kubectl rollout undo` does: put the previous ReplicaSet's template back."""
     _, owned = _history(kube, deployment)
@@ -76,6 +80,7 @@ def apply_rollback(kube: Kube, deployment: str) -> dict[str, Any]:
     }
 
 
+@reads(P.GET_POD)
 def plan_delete_pod(kube: Kube, pod: str, *, recommended: bool = True) -> Plan:
     found = kube.pod(pod)
     owner: dict[str, Any] = next(iter(found["metadata"].get("ownerReferences", [])), {})
@@ -89,11 +94,13 @@ def plan_delete_pod(kube: Kube, pod: str, *, recommended: bool = True) -> Plan:
     )
 
 
+@writes(P.DELETE_POD)
 def apply_delete_pod(kube: Kube, pod: str) -> dict[str, Any]:
     kube.delete_pod(pod)
     return {"deleted": pod}
 
 
+@reads(P.GET_DEPLOYMENT)
 def plan_scale(kube: Kube, deployment: str, replicas: int, *, recommended: bool = True) -> Plan:
     dep = kube.deployment(deployment)
     now = dep["spec"].get("replicas", 0)
@@ -106,6 +113,7 @@ def plan_scale(kube: Kube, deployment: str, replicas: int, *, recommended: bool 
     )
 
 
+@writes(P.PATCH_DEPLOYMENT_SCALE)
 def apply_scale(kube: Kube, deployment: str, replicas: int) -> dict[str, Any]:
     kube.scale_deployment(deployment, replicas)
     return {"replicas": replicas}
@@ -114,6 +122,7 @@ def apply_scale(kube: Kube, deployment: str, replicas: int) -> dict[str, Any]:
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
+@reads(P.GET_DEPLOYMENT)
 def plan_restart(kube: Kube, deployment: str, *, recommended: bool = True) -> Plan:
     dep = kube.deployment(deployment)
     annotations = dep["spec"]["template"].get("metadata", {}).get("annotations") or {}
@@ -130,6 +139,7 @@ def plan_restart(kube: Kube, deployment: str, *, recommended: bool = True) -> Pl
     )
 
 
+@writes(P.PATCH_DEPLOYMENT)
 def apply_restart(kube: Kube, deployment: str) -> dict[str, Any]:
     """What `kubectl rollout restart` does: stamp the pod template, so a new ReplicaSet rolls."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -139,6 +149,7 @@ def apply_restart(kube: Kube, deployment: str) -> dict[str, Any]:
     return {"restarted_at": stamp}
 
 
+@reads(P.GET_DEPLOYMENT)
 def wait_rollout(kube: Kube, deployment: str, *, timeout_s: float = 60.0) -> dict[str, Any]:
     """Wait until every replica is updated and available (`kubectl rollout status`)."""
     deadline = time.monotonic() + timeout_s
