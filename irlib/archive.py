@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import __version__, chain, evidence, io, run_results
+from irlib import __version__, capture, chain, evidence, io, run_results
 from irlib.errors import UsageError
 
 NOTEBOOK = "notebook.ipynb"
@@ -79,6 +79,7 @@ def archive(
     mode: str | None = None,
     notebook: str | None = None,
     signing_key_env: str | None = None,
+    replay_of: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """The archive step of every run, headless or interactive (irlib.interactive): redact every
     file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
@@ -117,6 +118,8 @@ def archive(
         checklist=checklists[-1] if checklists else None,
         mode=mode,
         notebook=notebook,
+        captures=capture.summary(run_dir),
+        replay_of=dict(replay_of) if replay_of else None,
     )
     run_results.write(run_dir, results, lambda value: evidence.redact_value(value, secrets))
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret

@@ -21,10 +21,11 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from irlib.capture import now as _clock
 from irlib.errors import UsageError
 
 OUTPUTS_ENV = "IRLIB_OUTPUTS"  # where incidents and runs are archived, when not given
@@ -41,8 +42,9 @@ StrPath = str | os.PathLike[str]
 
 
 def utcnow() -> datetime:
-    """Now, timezone-aware, in UTC: irlib's times are UTC."""
-    return datetime.now(UTC)
+    """Now, timezone-aware, in UTC: irlib's times are UTC. In a replay, the captures' time
+    (irlib.capture), so that ages and windows are what the original run saw."""
+    return _clock()
 
 
 def operator_name(explicit: str | None = None) -> str:

@@ -9,7 +9,10 @@ and that the incident timeline, the post-mortem and the drill history read.
     checks, verdict, mitigations         each as results.Check / Verdict / guard.Attempt write it
     exit_code                            0 healthy, 1 a problem (or no verdict), 3 crashed
     checklist                            the resolution checklist's last state, when it has one
-    mode, notebook                       an interactive run: "interactive" and its notebook's path
+    mode, notebook                       an interactive run: "interactive" and its notebook's path;
+                                         a replay: "replay"
+    captures                             what the run read (irlib.capture): file, calls, bytes
+    replay_of                            a replay's original run folder, and its verdict
 
 A reader of a newer schema than its own refuses it with ValueError rather than misread it.
 """
@@ -49,6 +52,8 @@ class RunResults:
     checklist: dict[str, Any] | None = None
     mode: str | None = None
     notebook: str | None = None
+    captures: dict[str, Any] | None = None
+    replay_of: dict[str, Any] | None = None
 
     @property
     def top_cause(self) -> dict[str, Any]:
@@ -61,7 +66,7 @@ class RunResults:
         out["started_at"] = self.started_at.isoformat()
         out["finished_at"] = self.finished_at.isoformat()
         out["duration_s"] = round(self.duration_s, 3)
-        for optional in ("checklist", "mode", "notebook"):
+        for optional in ("checklist", "mode", "notebook", "captures", "replay_of"):
             if out[optional] is None:
                 del out[optional]
         return {"schema_version": SCHEMA_VERSION, **out}
@@ -93,6 +98,8 @@ class RunResults:
                 checklist=data.get("checklist"),
                 mode=data.get("mode"),
                 notebook=data.get("notebook"),
+                captures=data.get("captures"),
+                replay_of=data.get("replay_of"),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"results.json lacks or mistypes {e}") from e

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from irlib import evidence, io
+from irlib import capture, evidence, io, run_results
 from irlib.archive import (
     NOTEBOOK,
     RunResult,
@@ -33,6 +34,8 @@ from irlib.errors import ProfileError, UsageError
 from irlib.guard import parse_mitigation_id
 from irlib.params import read_parameters, validate
 from irlib.profile import Profile, load_profile
+
+PROFILE_COPY = "profile.yaml"  # the profile a run used, in its folder (it holds no secret)
 
 # What the runner sets itself when the notebook declares it, and the option that sets it.
 RESERVED = {
@@ -75,6 +78,7 @@ def run_runbook(
     log: Callable[[str], None] = print_to_stderr,
     parent: Path | None = None,
     label: str | None = None,
+    replay_of: Path | None = None,
 ) -> RunResult:
     """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`
     (or `parent/`, for the drills) in a new folder `<UTC time>-<label or runbook>`.
@@ -83,6 +87,10 @@ def run_runbook(
     with the run folder holding notebook, HTML, results.json and manifest.json. One run per
     process at a time: the kernel's settings travel in os.environ, and papermill changes the
     working directory while it runs.
+
+    Every answer the run reads is captured (captures.jsonl) beside a copy of its profile;
+    `replay_of` (an earlier run's captures file) answers every read from it instead,
+    connecting nowhere (irlib.replay).
     """
     plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
     started = io.utcnow()
@@ -101,10 +109,14 @@ def run_runbook(
             "data": evidence.redact_value(_run_facts(plan), secrets),
         },
     )
+    shutil.copyfile(plan.profile_path, run_dir / PROFILE_COPY)  # what a replay connects "to"
     t0 = time.monotonic()
-    reason = _execute(plan, run_dir, execution_timeout_s)
+    tape = f"replay:{replay_of}" if replay_of else f"record:{run_dir}"
+    reason = _execute(plan, run_dir, execution_timeout_s, tape)
     finished = io.utcnow()
-    result = _archive(plan, run_dir, reason, started, finished, time.monotonic() - t0)
+    result = _archive(
+        plan, run_dir, reason, started, finished, time.monotonic() - t0, replay_of=replay_of
+    )
     _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
     return result
@@ -225,8 +237,9 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _execute(plan: _Plan, run_dir: Path, timeout: float) -> str | None:
-    """Run the notebook; None when it completed, else why it crashed (its notebook marked)."""
+def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | None:
+    """Run the notebook; None when it completed, else why it crashed (its notebook marked).
+    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay)."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -234,6 +247,7 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float) -> str | None:
     env = {
         evidence.RUN_DIR_ENV: str(run_dir),
         evidence.REDACT_ENVS_ENV: ",".join(plan.secret_envs),
+        capture.ENV: tape,
     }
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
@@ -320,10 +334,16 @@ def _archive(
     started: datetime,
     finished: datetime,
     duration_s: float,
+    replay_of: Path | None = None,
 ) -> RunResult:
     """notebook.html, results.json and manifest.json, every file redacted before hashing."""
     if reason is None:
         mark_completed(run_dir / NOTEBOOK)
+    original = None
+    if replay_of is not None:
+        folder = Path(replay_of).resolve().parent
+        was = run_results.read(folder)
+        original = {"run_dir": str(folder), "verdict": was.verdict}
     return archive(
         run_dir,
         runbook=plan.runbook,
@@ -338,6 +358,8 @@ def _archive(
         finished=finished,
         duration_s=duration_s,
         signing_key_env=plan.profile.evidence.signing_key_env,
+        mode="replay" if replay_of is not None else None,
+        replay_of=original,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from irlib import capture
 from irlib.errors import MissingToken, Refused, TimedOut, Unreachable
 
 BODY_CHARS = 2000  # a text (non-JSON) answer is kept up to this many characters
@@ -99,22 +100,28 @@ class Http:
         json: Any = None,
         auth: bool = True,
     ) -> Answer:
-        """`method` on base URL + `path`, whatever the status; the token only when `auth`."""
-        headers = bearer(self.token_env) if auth else {}
+        """`method` on base URL + `path`, whatever the status; the token only when `auth`.
+        Captured (irlib.capture): the answer, never the token."""
         url = self.base_url.rstrip("/") + path if path else self.base_url
-        t0 = time.monotonic()
-        try:
-            resp = self._pool().request(method, url, params=params, json=json, headers=headers)
-        except httpx.TimeoutException as e:
-            raise TimedOut(f"{method} {url}: no answer within {self.timeout_s:g} s") from e
-        except httpx.TransportError as e:
-            raise Unreachable(f"unreachable: {method} {url}: {e or type(e).__name__}") from e
-        elapsed = time.monotonic() - t0
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = resp.text[:BODY_CHARS]
-        return Answer(resp.status_code, body, elapsed)
+
+        def read() -> dict[str, Any]:
+            headers = bearer(self.token_env) if auth else {}
+            t0 = time.monotonic()
+            try:
+                resp = self._pool().request(method, url, params=params, json=json, headers=headers)
+            except httpx.TimeoutException as e:
+                raise TimedOut(f"{method} {url}: no answer within {self.timeout_s:g} s") from e
+            except httpx.TransportError as e:
+                raise Unreachable(f"unreachable: {method} {url}: {e or type(e).__name__}") from e
+            elapsed = time.monotonic() - t0
+            try:
+                body: Any = resp.json()
+            except ValueError:
+                body = resp.text[:BODY_CHARS]
+            return {"status_code": resp.status_code, "body": body, "elapsed_s": elapsed}
+
+        call = {"method": method, "url": url, "params": params, "json": json}
+        return Answer(**capture.call("http", call, read))
 
     def get(
         self, path: str = "", params: dict[str, Any] | None = None, *, auth: bool = True

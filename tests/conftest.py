@@ -36,7 +36,10 @@ LAB_GROUPS = {
         "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
         "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
     ),
-    "faults": ("tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py"),
+    "faults": (
+        "tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py",
+        "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
+    ),
 }  # fmt: skip
 
 

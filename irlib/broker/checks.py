@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from irlib import io
 from irlib.errors import Unreachable
 from irlib.results import Check, Evidence, Status, guarded
 from irlib.transport import Http as Broker  # the broker API: one pooled client, shared
@@ -142,7 +143,7 @@ def check_rejections(
     def body() -> Check:
         rejected = broker.get_ok("/v1/orders", {"status": "rejected", "limit": 500})["orders"]
         latest = broker.get_ok("/v1/orders", {"limit": recent})["orders"]
-        since = (now or datetime.now(UTC)) - timedelta(seconds=window_s)
+        since = (now or io.utcnow()) - timedelta(seconds=window_s)
         in_window = [o for o in rejected if _time(o.get("created_at")) >= since]
         by_reason = Counter(o.get("reject_reason") or "(no reason given)" for o in in_window)
         rows = [{"reason": r, "orders": n} for r, n in by_reason.most_common()]

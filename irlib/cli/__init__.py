@@ -15,6 +15,7 @@ from irlib.cli.drill import drill
 from irlib.cli.evidence import evidence
 from irlib.cli.incident import incident
 from irlib.cli.lab import lab
+from irlib.cli.replay import replay_command
 from irlib.cli.run import run_command
 
 
@@ -27,13 +28,14 @@ def main() -> None:
     irlib run p1_system_unavailable --profile prod.yaml   one runbook, evidence archived
     irlib drill health --profile prod.yaml                every read-only check, never mitigates
     irlib incident open --severity P1 --title "API unavailable"
+    irlib replay outputs/INC-2026-0042/<run>              that run again, from what it read
     irlib evidence verify outputs/INC-2026-0042           every file, chain link and signature
     irlib deploy manifests --profile prod.yaml | kubectl apply -f -    the drill in-cluster
     eval "$(irlib lab up)"                                a drill lab to practise on ([lab] extra)
     """
 
 
-for command in (lab, run_command, incident, drill, evidence, deploy):
+for command in (lab, run_command, replay_command, incident, drill, evidence, deploy):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -13,7 +13,7 @@ in time TimedOut, no connection Unreachable.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ import urllib3
 from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
+from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
 
 # kubectl's content types for `kubectl patch` (its default) and `--type merge`
@@ -54,7 +55,12 @@ class Kube:
     ) -> None:
         self.namespace = namespace
         self.timeout_s = timeout_s
-        self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        # a replay reads no kubeconfig and connects nowhere: its answers are the captures
+        self.api = (
+            None
+            if capture.replaying()
+            else config.new_client_from_config(config_file=kubeconfig, context=context)
+        )
 
     def request(
         self,
@@ -67,6 +73,22 @@ class Kube:
     ) -> Any:
         """One API call under the timeout: its JSON answer as plain dicts (a text answer, a
         pod's log, as text); the client's errors as irlib's target errors."""
+        call = {"method": method, "path": path, "query": query or {}, "body": body}
+        return capture.call(
+            "kubernetes", call, lambda: self._request(method, path, query, body, content_type)
+        )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Any,
+        content_type: str | None,
+    ) -> Any:
+        """The request itself (what a replay never makes)."""
+        if self.api is None:
+            raise Unreachable("no API connection in a replay")
         headers = {"Accept": "application/json, */*"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -187,7 +209,7 @@ def age(value: str | None, now: datetime | None = None) -> str:
     when = parse_time(value)
     if when is None:
         return "<unknown>"
-    seconds = int(((now or datetime.now(UTC)) - when) / timedelta(seconds=1))
+    seconds = int(((now or capture.now()) - when) / timedelta(seconds=1))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size * (2 if unit != "m" else 1):
             return f"{seconds // size}{unit}"

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.rows import dict_row
 
+from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
 from irlib.transport import secret
 
@@ -78,16 +79,74 @@ def connect(
 ) -> Iterator[Connection]:
     """A connection bounded by connect and statement timeouts; read-only (every transaction
     refuses writes) unless a mitigation asks for `read_only=False`. Closed on leaving."""
-    conn = _open(dsn, timeout_s, password_env, autocommit, read_only)
+    if not capture.active():
+        conn = _open(dsn, timeout_s, password_env, autocommit, read_only)
+    else:  # the connection's outcome is an answer too (a replay opens none)
+        opened: list[Connection] = []
+
+        def open_() -> bool:
+            opened.append(_open(dsn, timeout_s, password_env, autocommit, read_only))
+            return True
+
+        capture.call("postgres", {"connect": dsn, "read_only": read_only}, open_)
+        conn = opened[0] if opened else None  # type: ignore[assignment]
     try:
-        with conn:
-            yield conn
+        if conn is None:
+            yield _Captured(None, dsn)  # type: ignore[misc]
+        else:
+            with conn:
+                yield _Captured(conn, dsn) if capture.active() else conn  # type: ignore[misc]
     except errors.QueryCanceled as e:
         raise TimedOut(f"no answer within {timeout_s:g} s: {first_line(e)}") from e
     except psycopg.OperationalError as e:  # the server went away under us
         raise Unreachable(first_line(e)) from e
     except psycopg.Error as e:
         raise Refused(first_line(e)) from e
+
+
+class _Rows:
+    """What a statement answered, read whole: rows, row count, whether it returned rows."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._rows: list[dict[str, Any]] = list(data["rows"])
+        self.rowcount: int = data["rowcount"]
+        self.description = data["columns"]  # None when the statement returns no rows
+
+    def fetchall(self) -> list[dict[str, Any]]:
+        return self._rows
+
+    def fetchone(self) -> dict[str, Any] | None:
+        return self._rows[0] if self._rows else None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._rows)
+
+
+class _Captured:
+    """A connection whose statements are captured (irlib.capture): each answer read whole
+    when it is executed. In a replay there is no connection under it at all."""
+
+    def __init__(self, conn: Connection | None, dsn: str) -> None:
+        self._conn = conn
+        self._dsn = dsn
+
+    def execute(self, statement: Any, params: Params = ()) -> _Rows:
+        text = (
+            statement.as_string(self._conn) if isinstance(statement, sql.Composable) else statement
+        )
+        call = {"dsn": self._dsn, "statement": str(text), "params": params}
+        return _Rows(capture.call("postgres", call, lambda: self._read(statement, params)))
+
+    def _read(self, statement: Any, params: Params) -> dict[str, Any]:
+        if self._conn is None:
+            raise Unreachable("no database connection in a replay")
+        cur = self._conn.execute(statement, params)
+        columns = [c.name for c in cur.description] if cur.description else None
+        return {
+            "rows": cur.fetchall() if columns else [],
+            "rowcount": cur.rowcount,
+            "columns": columns,
+        }
 
 
 def query(

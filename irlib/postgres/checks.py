@@ -8,6 +8,7 @@ import re
 import time
 from typing import Any
 
+from irlib import capture
 from irlib.errors import Refused, Unreachable
 from irlib.postgres import _client
 from irlib.results import Check, Evidence, Status, guarded
@@ -274,7 +275,7 @@ def check_top_statements(
         with _client.connect(dsn, timeout_s=timeout_s, password_env=password_env) as conn:
             cols = _stat_columns(conn)
             before = {r["queryid"]: r for r in _statements(conn, cols, 200)}
-            time.sleep(sample_s)
+            capture.sleep(sample_s)  # skipped in a replay: both samples are captured
             after = _statements(conn, cols, 200)
             rows = []
             for r in after:

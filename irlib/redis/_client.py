@@ -5,11 +5,13 @@ error reply (NOAUTH, LOADING ...) Refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
+from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
 from irlib.transport import secret
 
@@ -27,10 +29,27 @@ def session(
     )
     try:
         with client:
-            yield client
+            yield _Captured(client, url) if capture.active() else client  # type: ignore[misc]
     except redis.TimeoutError as e:
         raise TimedOut(f"no answer within {timeout_s:g} s: {e}") from e
     except redis.ConnectionError as e:  # refused, reset, and also a refused password
         raise Unreachable(f"unreachable: {e}") from e
     except redis.RedisError as e:
         raise Refused(str(e)) from e
+
+
+class _Captured:
+    """The client with each command captured (irlib.capture); a replay sends none."""
+
+    def __init__(self, client: redis.Redis, url: str) -> None:
+        self._client = client
+        self._url = url
+
+    def __getattr__(self, command: str) -> Callable[..., Any]:
+        def send(*args: Any, **kwargs: Any) -> Any:
+            call = {"url": self._url, "command": command, "args": [list(args), kwargs]}
+            return capture.call(
+                "redis", call, lambda: getattr(self._client, command)(*args, **kwargs)
+            )
+
+        return send

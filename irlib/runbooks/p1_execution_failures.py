@@ -9,18 +9,19 @@ fault names. `diagnose` is pure.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from irlib import capture
 from irlib import reconciliation as rec
 from irlib.broker import Broker
 from irlib.broker import checks as broker
 from irlib.checklist import Checklist, Item, validate
 from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
+from irlib.io import utcnow
 from irlib.k8s import Kube
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
@@ -168,7 +169,7 @@ class ExecutionFailures(Runbook):
         internal = platform.positions(dsn, **db)
         accounts = sorted(set(broker.accounts(self.broker)) | {r["account"] for r in internal})
         held = broker.positions(self.broker, accounts)
-        since = datetime.now(UTC) - timedelta(seconds=self.fills_window_s)
+        since = utcnow() - timedelta(seconds=self.fills_window_s)
         fills = broker.fills(self.broker, since=since)
         recorded = platform.recorded_fills(dsn, (f["fill_id"] for f in fills), **db)
         symbols = {r["symbol"] for r in internal} | {r["symbol"] for r in held}
@@ -178,7 +179,7 @@ class ExecutionFailures(Runbook):
     def _check_reconciliation(self) -> Check:
         def body() -> Check:
             first = self.snapshot()
-            time.sleep(self.reconcile_confirm_s)
+            capture.sleep(self.reconcile_confirm_s)  # skipped in a replay
             return reconciliation_check(rec.confirm(first, self.snapshot()))
 
         # either side may not answer, the broker or the platform's database

@@ -28,7 +28,10 @@ from irlib.runner import run_runbook
 from tests.unit.test_profile import MINIMAL
 
 TOYS = Path(__file__).parent / "notebooks"
-ARCHIVE = {"notebook.ipynb", "notebook.html", "results.json", "manifest.json", "events.jsonl"}
+ARCHIVE = {
+    "notebook.ipynb", "notebook.html", "results.json", "manifest.json", "events.jsonl",
+    "profile.yaml",  # the profile the run used, for a replay (it holds no secret)
+}  # fmt: skip
 
 
 @pytest.fixture

@@ -1,0 +1,99 @@
+"""Evidence replayed offline: every run kept under tests/e2e/regressions/ (the fault drill's
+runs of all 25 faults, kept by scripts/collect_regressions) is replayed in a network namespace
+where nothing but listeners of ours holds the ports its profile names: each gives its original
+top cause, and nothing connects. A rule removed on purpose is named in the difference. Any
+evidence folder copied in there, a real platform's too, becomes one of these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from irlib import run_results
+from tests.helpers import ROOT
+
+KEPT = ROOT / "tests" / "e2e" / "regressions"
+FOLDERS = sorted(p for p in KEPT.iterdir() if p.is_dir()) if KEPT.is_dir() else []
+
+
+def offline(outputs: Path, folders: list[Path], *extra: str) -> dict[str, Any]:
+    """`irlib replay` of each folder inside a new network namespace (tests/e2e/offline.py)."""
+    done = subprocess.run(
+        ["unshare", "--net", sys.executable, "-m", "tests.e2e.offline", str(outputs),
+         *map(str, folders)],
+        capture_output=True, text=True, timeout=1800, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, f"unshare (root, util-linux, iproute2): {done.stderr[-3000:]}"
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return offline(tmp_path_factory.mktemp("replays"), FOLDERS)
+
+
+def test_the_fault_drill_of_every_fault_is_kept() -> None:
+    from irlib.lab.faults import FAULTS
+
+    kept = {p.name.split("--")[0] for p in FOLDERS}
+    assert set(FAULTS) <= kept, sorted(set(FAULTS) - kept)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_a_kept_run_replays_offline_to_its_top_cause_and_connects_nowhere(
+    replayed: dict[str, Any], folder: Path
+) -> None:
+    run = replayed["runs"][folder.name]
+    assert replayed["ports"], "the kept profiles name no loopback port to guard"
+    assert run["connections"] == 0, run
+    assert run["exit"] == 0, run["text"] + run["log"]  # 0: the same verdict
+    new = run_results.read(Path(run["run_dir"]))
+    original = run_results.read(folder)
+    assert new.mode == "replay" and new.replay_of is not None
+    assert new.top_cause.get("id") == original.top_cause.get("id")
+    assert not [c for c in new.checks if "replay:" in c.get("summary", "")], "an unanswered call"
+
+
+def test_a_rule_removed_on_purpose_is_named_in_the_difference(tmp_path: Path) -> None:
+    folder = KEPT / "bad-deploy--p1_system_unavailable"
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", notebooks)
+    path = notebooks / "p1_system_unavailable.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "import SystemUnavailable" in c.source)
+    cell.source = (
+        "import irlib.runbooks.p1_system_unavailable as p1\n"
+        "p1.RULES.remove(p1._bad_deploy)  # the rule, changed on purpose\n" + cell.source
+    )
+    nbformat.write(nb, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "irlib.cli", "replay", str(folder), "--outputs", str(tmp_path),
+         "--notebooks", str(notebooks)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "rule bad-deploy no longer fires (it scored 0.95)" in done.stdout
+    assert "top cause bad-deploy -> " in done.stdout
+
+
+def test_a_folder_without_captures_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    folder = tmp_path / "old-run"
+    folder.mkdir()
+    shutil.copyfile(
+        KEPT / "bad-deploy--p1_system_unavailable" / "results.json", folder / "results.json"
+    )
+    outputs = tmp_path / "o"
+    done = subprocess.run(
+        [sys.executable, "-m", "irlib.cli", "replay", str(folder), "--outputs", str(outputs)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "cannot be replayed: it has no captures.jsonl" in done.stderr
+    assert not outputs.exists()

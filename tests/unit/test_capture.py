@@ -1,0 +1,132 @@
+"""Captures without a lab: values the drivers return survive the round trip, a recorded call
+is answered in order (exactly, or by its kind when its arguments held the moment), errors come
+back as the same class a client catches, and a replay keeps the captures' clock and skips waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import ipaddress
+import json
+import uuid
+from pathlib import Path
+
+import psycopg.errors
+import pytest
+import redis
+
+from irlib import capture, io
+from irlib.errors import MissingToken, Refused, TimedOut, Unreachable
+
+
+@pytest.fixture
+def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(capture.ENV, f"record:{tmp_path}")
+    return tmp_path / capture.FILE
+
+
+def replay(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(capture.ENV, f"replay:{path}")
+
+
+def never(*_: object) -> object:
+    raise AssertionError("a replay ran the call")
+
+
+def test_driver_values_survive_the_round_trip() -> None:
+    row = {
+        "at": dt.datetime(2026, 1, 15, 9, 15, tzinfo=dt.UTC),
+        "day": dt.date(2026, 1, 15),
+        "took": dt.timedelta(seconds=2.5),
+        "price": decimal.Decimal("101.25"),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "client_addr": ipaddress.ip_address("127.0.0.1"),
+        "raw": b"\x00redis",
+        "nested": [{"n": 1, "ok": True, "none": None}],
+    }
+    assert capture.decode(json.loads(json.dumps(capture.encode(row)))) == row
+
+
+def test_a_replay_answers_each_call_in_order_and_never_runs_it(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in (1, 2):
+        assert capture.call("http", {"url": "u", "params": None}, lambda n=n: {"n": n}) == {"n": n}
+    capture.call("http", {"url": "other", "params": None}, lambda: "x")
+    replay(record, monkeypatch)
+    assert capture.replaying()
+    assert capture.call("http", {"url": "u", "params": None}, never) == {"n": 1}
+    assert capture.call("http", {"url": "u", "params": None}, never) == {"n": 2}
+    with pytest.raises(capture.NoCapture):  # a third call was never made
+        capture.call("http", {"url": "u", "params": None}, never)
+    with pytest.raises(capture.NoCapture):
+        capture.call("http", {"url": "never-called", "params": None}, never)
+
+
+def test_a_call_whose_arguments_held_the_moment_is_answered_by_its_kind(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture.call("http", {"url": "/fills", "params": {"since": "09:15:00"}}, lambda: [1])
+    replay(record, monkeypatch)
+    assert capture.call("http", {"url": "/fills", "params": {"since": "09:31:07"}}, never) == [1]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Unreachable("unreachable: connection refused"),
+        TimedOut("no answer within 2 s"),
+        Refused("API answered 403: Forbidden", 403),
+        MissingToken("IRLIB_ADMIN_TOKEN"),
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        redis.TimeoutError("Timeout reading from socket"),
+    ],
+    ids=["unreachable", "timed-out", "refused-403", "missing-token", "psycopg", "redis"],
+)
+def test_an_error_comes_back_as_the_class_its_client_catches(
+    record: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def fail() -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        capture.call("t", {"c": 1}, fail)
+    replay(record, monkeypatch)
+    with pytest.raises(type(error)) as again:
+        capture.call("t", {"c": 1}, never)
+    assert str(again.value) == str(error)
+    if isinstance(error, Refused):
+        assert isinstance(again.value, Refused) and again.value.status_code == 403
+    if isinstance(error, MissingToken):
+        assert isinstance(again.value, MissingToken) and again.value.env_name == error.env_name
+
+
+def test_a_replay_keeps_the_captures_clock_and_skips_waits(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture.call("t", {"c": 1}, lambda: 1)
+    recorded = dt.datetime.fromisoformat(json.loads(record.read_text())["at"])
+    replay(record, monkeypatch)
+    capture.call("t", {"c": 1}, never)
+    assert io.utcnow() == recorded
+    capture.sleep(3600)  # returns at once, or this test would not end
+
+
+def test_an_answer_too_large_to_keep_is_marked_and_never_replayed_as_empty(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture, "ANSWER_CHARS", 100)
+    capture.call("t", {"c": 1}, lambda: "x" * 500)
+    kept = json.loads(record.read_text())
+    assert "answer" not in kept and kept["cut"] > 100
+    replay(record, monkeypatch)
+    with pytest.raises(capture.NoCapture, match="too large"):
+        capture.call("t", {"c": 1}, never)
+
+
+def test_without_the_variable_nothing_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(capture.ENV, raising=False)
+    assert capture.call("t", {"c": 1}, lambda: 7) == 7
+    assert not capture.active() and capture.summary(tmp_path) is None
