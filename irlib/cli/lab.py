@@ -64,6 +64,11 @@ def status(state_dir: Path | None, as_json: bool) -> None:
             continue
         address = next(v for k, v in part.items() if k not in ("state", "pid"))
         click.echo(f"{name:<12} {part['state']:<14} {address}")
+        for p in part.get("problems") or []:  # e.g. a controller loop failing on one object
+            click.echo(
+                f"{'':<12}   {p['loop']} loop failing on {p['object']}: {p['error']} "
+                f"({p['count']} time(s))"
+            )
     click.echo(f"faults       {', '.join(st['faults']) or 'none'}")
 
 

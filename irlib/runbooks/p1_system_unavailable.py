@@ -17,7 +17,7 @@ from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_endpoint
 from irlib.io import utcnow
-from irlib.k8s import Kube
+from irlib.k8s import Kube, capacity
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
 from irlib.mitigation import MitigationPanel
@@ -410,24 +410,84 @@ def _node_not_ready(checks: Mapping[str, Check], profile: Profile) -> Cause | No
 
 @rule
 def _pods_pending(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+    """Pending pods, and the remedy that fits why: a new revision that asks for more than the
+    previous one while its rollout is under way is rolled back; otherwise the nodes are full,
+    and the remedies are capacity (a person's step) or scaling back to what fits."""
     pending = _facts(checks, "pods").get("pending", [])
     if not pending:
         return None
     reasons = _facts(checks, "recent events").get("warning_reasons", [])
+    scheduling = "FailedScheduling" in reasons
     apps = sorted({r["app"] for r in pending})
     dep = profile.kubernetes.api_deployment
     history = _facts(checks, "rollout history")
-    rollback = dep in apps and history.get("previous_image") is not None
+    ours = [r for r in pending if r["app"] == dep]
+    supported = ("pods",) + (("recent events",) if scheduling else ())
+    evidence = f"{len(pending)} pod(s) Pending" + (
+        " (FailedScheduling: insufficient resources)" if scheduling else ""
+    )
+    base = 0.85 + (0.05 if scheduling else 0.0)
+    new_revision = [
+        r
+        for r in ours
+        if history.get("rollout_in_progress")
+        and r.get("template_hash")
+        and r.get("template_hash") == history.get("current_hash")
+    ]
+    raised = capacity.grew(history.get("current_requests"), history.get("previous_requests"))
+    if new_revision and raised and history.get("previous_image"):
+        return Cause(
+            "pods-pending",
+            f"pods of {', '.join(apps)} cannot be scheduled: revision "
+            f"{history.get('current_revision')} of {dep} asks for more than the nodes have",
+            base,
+            (*supported, "rollout history"),
+            f"{evidence}; {len(new_revision)} of them from revision "
+            f"{history.get('current_revision')}, whose pods request "
+            f"{capacity.describe(history['current_requests'])} against "
+            f"{capacity.describe(history['previous_requests'])} in revision "
+            f"{history.get('previous_revision')}",
+            mitigations=(f"rollback:{dep}",),
+            advice=f"roll {dep} back to revision {history.get('previous_revision')} (its pods "
+            "fit), then size the new requests to the nodes before deploying again",
+        )
+    fit, fit_line = _replicas_that_fit(checks, dep)
+    want = history.get("replicas")
+    scale_back = bool(ours) and fit is not None and isinstance(want, int) and 0 < fit < want
+    supported += (("nodes",) if fit is not None else ()) + (
+        ("rollout history",) if scale_back else ()
+    )
+    advice = (
+        "Request emergency node addition (contact the cloud provider or infrastructure team)"
+        + (f", or scale {dep} back to {fit} replicas, what the nodes fit" if scale_back else "")
+        + "; then find why more pods were asked for than the nodes hold"
+    )
     return Cause(
         "pods-pending",
-        f"pods of {', '.join(apps)} cannot be scheduled",
-        0.85 + (0.05 if "FailedScheduling" in reasons else 0.0),
-        ("pods",) + (("recent events",) if "FailedScheduling" in reasons else ()),
-        f"{len(pending)} pod(s) Pending"
-        + (" (FailedScheduling: insufficient resources)" if "FailedScheduling" in reasons else ""),
-        mitigations=(f"rollback:{dep}",) if rollback else (),
-        advice="roll back the change that raised resource requests, or request emergency "
-        "node capacity from the infrastructure team",
+        f"pods of {', '.join(apps)} cannot be scheduled: the nodes are full",
+        base,
+        supported,
+        evidence + (f"; {fit_line}" if fit_line else ""),
+        mitigations=(f"scale:{dep}={fit}",) if scale_back else (),
+        advice=advice,
+    )
+
+
+def _replicas_that_fit(checks: Mapping[str, Check], dep: str) -> tuple[int | None, str]:
+    """How many pods of `dep` the Ready nodes hold at the current revision's requests, and
+    the line that says so; (None, "") when the checks did not read what it takes."""
+    nodes = _facts(checks, "nodes").get("allocatable")
+    requested = _facts(checks, "pods").get("requested")
+    history = _facts(checks, "rollout history")
+    per_pod = history.get("current_requests")
+    if not nodes or requested is None or not per_pod:
+        return None, ""
+    fit = capacity.replicas_that_fit(nodes, requested, dep, per_pod)
+    cpu = sum(n.get("cpu_m", 0.0) for n in nodes.values()) / 1000
+    return fit, (
+        f"the {len(nodes)} Ready node(s) ({cpu:g} CPU allocatable) fit {fit} {dep} pod(s) of "
+        f"{capacity.describe(per_pod)} beside the other apps' pods; "
+        f"{history.get('replicas')} are asked for"
     )
 
 
