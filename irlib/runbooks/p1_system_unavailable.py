@@ -395,6 +395,10 @@ def _node_not_ready(checks: Mapping[str, Check], profile: Profile) -> Cause | No
         return None
     stranded = [r for r in _facts(checks, "pods").get("not_ready", []) if r["node"] in nodes]
     api = profile.kubernetes.api_deployment
+    # a deleted pod is re-created on the Ready nodes only if they have room for it
+    fit, fit_line = _replicas_that_fit(checks, api)
+    want = _facts(checks, "rollout history").get("replicas")
+    short = fit is not None and isinstance(want, int) and fit < want
     return Cause(
         "node-not-ready",
         f"node(s) {', '.join(nodes)} NotReady",
@@ -404,7 +408,8 @@ def _node_not_ready(checks: Mapping[str, Check], profile: Profile) -> Cause | No
         + (f": {', '.join(r['pod'] for r in stranded[:5])}" if stranded else ""),
         mitigations=tuple(f"delete-pod:{r['pod']}" for r in stranded if r["app"] == api),
         advice="delete the stranded pods so they are rescheduled on healthy nodes; "
-        "ask the infrastructure team to repair or replace the node",
+        "ask the infrastructure team to repair or replace the node"
+        + (f"; Request emergency node addition: {fit_line}" if short else ""),
     )
 
 

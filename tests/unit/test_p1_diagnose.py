@@ -264,3 +264,23 @@ def test_pending_without_node_facts_advises_capacity_and_recommends_nothing_it_c
     assert verdict.top_cause is not None and verdict.top_cause.id == "pods-pending"
     assert verdict.mitigations == ()
     assert "Request emergency node addition" in verdict.top_cause.advice
+
+
+def test_stranded_pods_with_no_room_left_on_the_ready_nodes_also_advise_capacity() -> None:
+    checks = pending_checks(replicas=60, in_progress=False, current=API_POD, previous=API_POD)
+    requested = checks["pods"].facts["requested"]
+    stranded = pods_check(not_ready=[STRANDED])
+    checks["pods"] = Check(
+        "pods", "kubernetes", Status.FAIL, "", facts={**stranded.facts, "requested": requested}
+    )
+    checks["nodes"] = Check(
+        "nodes",
+        "kubernetes",
+        Status.FAIL,
+        "NotReady: node-2",
+        facts={"not_ready": ["node-2"], "allocatable": {"node-1": NODE, "node-3": NODE}},
+    )
+    verdict = diagnose(checks, PROFILE)
+    cause = next(c for c in verdict.causes if c.id == "node-not-ready")
+    assert cause.mitigations == ("delete-pod:api-service-a-2",)
+    assert "Request emergency node addition" in cause.advice and "fit 24" in cause.advice
