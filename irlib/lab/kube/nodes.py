@@ -172,14 +172,17 @@ def register(ctx: Context, node: Obj) -> None:
         ]
     status.setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 10250}})
     info = status.setdefault("nodeInfo", {})
-    for key, value in (
-        ("architecture", "amd64"),
-        ("operatingSystem", "linux"),
-        ("kubeletVersion", cluster.KUBELET_VERSION),
-        ("kubeProxyVersion", cluster.KUBELET_VERSION),
-        ("containerRuntimeVersion", "containerd://1.7.22"),
+    machine_info = cluster.node(0, name)["status"]["nodeInfo"]  # the lab's nodes' software
+    for key in (
+        "architecture",
+        "operatingSystem",
+        "osImage",
+        "kernelVersion",
+        "containerRuntimeVersion",
+        "kubeletVersion",
+        "kubeProxyVersion",
     ):
-        info.setdefault(key, value)
+        info.setdefault(key, machine_info[key])
 
 
 def internal_ip(node: Obj) -> str:
