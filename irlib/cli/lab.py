@@ -53,7 +53,8 @@ def up(state_dir: Path | None) -> None:
 @options.as_json
 @options.errors_to_exit
 def status(state_dir: Path | None, as_json: bool) -> None:
-    """Each part of the lab with its state and address, and the active faults."""
+    """Each part of the lab with its state and address, and the active faults; a part
+    `degraded` lists what fails inside it (the Kubernetes API's controller loops)."""
     the_lab = _lab(state_dir)
     st = the_lab.status()
     if as_json:
