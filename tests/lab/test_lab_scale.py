@@ -110,6 +110,10 @@ def test_a_node_with_only_a_name_and_a_ready_condition_gets_new_pods(
         mine = next(n for n in json.loads(nodes)["items"] if n["metadata"]["name"] == node)
         # what its kubelet and the IPAM controller would have filled in
         assert mine["spec"]["podCIDR"] and mine["status"]["allocatable"]["cpu"]
+        listed = lab.kubectl("get", "nodes", "--no-headers").stdout.splitlines()
+        assert any(line.split()[:2] == [node, "Ready"] for line in listed), listed
+        top = lab.kubectl("top", "nodes", "--no-headers").stdout.splitlines()
+        assert any(line.split()[0] == node for line in top), top
         assert lab_status(lab)["kubernetes"]["state"] == "ready"
 
 
