@@ -4,9 +4,14 @@ object's kind/name, the loop goes on, and a failure not seen again has recovered
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 import pytest
 
+from irlib.io import write_json_atomic
+from irlib.lab.config import LabConfig
+from irlib.lab.kube import controller_problems
 from irlib.lab.kube.loop_health import LoopHealth, describe
 
 NODES = [
@@ -62,3 +67,24 @@ def test_describe_names_kind_namespace_and_name_whatever_is_missing() -> None:
     assert describe(pod) == "Pod/trading/api-1"
     assert describe({"metadata": None}) == "Object/?"
     assert describe(None) == "-"
+
+
+def test_lab_status_reads_the_failing_loops_of_the_running_process_only(tmp_path: Path) -> None:
+    config = LabConfig(state_dir=str(tmp_path), ports={}, pg_data_dir=str(tmp_path / "pg"))
+    failure = {"loop": "scheduler", "object": "Node/x", "error": "E", "since": 1.0, "count": 3}
+    now = time.time()
+    write_json_atomic(
+        config.controller_status_file, {"pid": 42, "last_pass": now, "failing": [failure]}
+    )
+    assert controller_problems(config, 42) == [failure]
+    assert controller_problems(config, 43) == []  # a file left by an earlier process
+    write_json_atomic(config.controller_status_file, {"pid": 42, "last_pass": now, "failing": []})
+    assert controller_problems(config, 42) == []
+    # a controller that stopped passing is failing too, whatever it last wrote
+    write_json_atomic(
+        config.controller_status_file, {"pid": 42, "last_pass": now - 600, "failing": []}
+    )
+    [stuck] = controller_problems(config, 42)
+    assert stuck["loop"] == "controller" and "no reconcile pass" in stuck["error"]
+    config.controller_status_file.unlink()
+    assert controller_problems(config, 42) == []
