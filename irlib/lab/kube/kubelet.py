@@ -244,11 +244,8 @@ def run_pods(ctx: Context) -> None:
                         c["name"], ContainerRun(c["name"], c["image"], since=now)
                     )
                     if container.image != c["image"]:  # a patched pod: the kubelet restarts it
-                        container.image, container.phase, container.since = (
-                            c["image"],
-                            "backoff",
-                            0.0,
-                        )
+                        container.image = c["image"]
+                        container.phase, container.since = "backoff", 0.0
                     _step(ctx, pod, container, c, now)
                     _unhealthy(ctx, pod, container, c)
             _write_status(ctx, pod, node, run, node_ok)
