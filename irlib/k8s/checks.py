@@ -86,8 +86,9 @@ def check_pods(
         facts = {
             # between two crashes a container shows Running but not ready: restarts and the
             # last termination tell a crash loop apart from a slow start
+            # with each pod's revision: a rollback answers only the current revision's crashes
             "crashlooping": [
-                r
+                {**r, "template_hash": _template_hash(by_name[r["pod"]])}
                 for r in rows
                 if r["status"] in ("CrashLoopBackOff", "Error")
                 or (not ready[r["pod"]] and r["restarts"] and r["last_state"])
@@ -114,12 +115,16 @@ def check_pods(
     return _guarded(name, body)
 
 
+def _template_hash(pod: dict[str, Any]) -> str:
+    """The pod's ReplicaSet revision (its pod-template-hash label); "" for other pods."""
+    return str((pod["metadata"].get("labels") or {}).get("pod-template-hash", ""))
+
+
 def _pending_row(row: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
-    labels = pod["metadata"].get("labels") or {}
     return {
         **row,
         "requests": capacity.pod_requests(pod),
-        "template_hash": labels.get("pod-template-hash", ""),
+        "template_hash": _template_hash(pod),
     }
 
 

@@ -347,6 +347,22 @@ def _bad_deploy(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
     if not crashing or not history.get("previous_image"):
         return None
     dep = profile.kubernetes.api_deployment
+    current = history.get("current_hash")
+    older = [r for r in crashing if current and r.get("template_hash") not in ("", None, current)]
+    if older and len(older) == len(crashing):
+        # only pods of an older revision crash (say the bad one, after a rollback, still
+        # being replaced): a rollback now would bring that revision back
+        return Cause(
+            "bad-deploy",
+            f"pods of an earlier revision of {dep} crash-loop",
+            0.6,
+            ("pods", "rollout history"),
+            f"{len(older)} crash-looping pod(s), none of revision "
+            f"{history.get('current_revision')} ({history.get('current_image')}): "
+            + ", ".join(r["pod"] for r in older[:5]),
+            advice=f"wait for the rollout of {dep} to replace them (kubectl rollout status); "
+            "no rollback: the current revision is not the one crashing",
+        )
     previous = [
         r
         for r in _facts(checks, "previous logs").get("crashed", [])

@@ -284,3 +284,32 @@ def test_stranded_pods_with_no_room_left_on_the_ready_nodes_also_advise_capacity
     cause = next(c for c in verdict.causes if c.id == "node-not-ready")
     assert cause.mitigations == ("delete-pod:api-service-a-2",)
     assert "Request emergency node addition" in cause.advice and "fit 24" in cause.advice
+
+
+def test_crashes_of_an_older_revision_only_are_not_rolled_back_again() -> None:
+    # after a rollback, pods of the bad revision still crash while they are replaced: rolling
+    # back again would bring that revision back
+    old = {**CRASH, "template_hash": "bad"}
+    history = Check(
+        "rollout history",
+        "kubernetes",
+        Status.WARN,
+        "rev 4",
+        facts={
+            "current_revision": 4,
+            "current_image": "api:1.8.2",
+            "current_age": "1m",
+            "previous_image": "api:1.9.0",
+            "current_hash": "good",
+        },
+    )
+    checks = healthy_checks(
+        pods=pods_check(crashlooping=[old], not_ready=[old]), **{"rollout history": history}
+    )
+    verdict = diagnose(checks, PROFILE)
+    assert verdict.top_cause is not None and verdict.top_cause.id == "bad-deploy"
+    assert verdict.mitigations == () and "no rollback" in verdict.top_cause.advice
+    # the current revision's own crashes are still the bad deploy, rolled back
+    new = {**CRASH, "template_hash": "good"}
+    checks["pods"] = pods_check(crashlooping=[new], not_ready=[new])
+    assert diagnose(checks, PROFILE).mitigations == ("rollback:api-service",)
