@@ -53,7 +53,8 @@ def up(state_dir: Path | None) -> None:
 @options.as_json
 @options.errors_to_exit
 def status(state_dir: Path | None, as_json: bool) -> None:
-    """Each part of the lab with its state and address, and the active faults."""
+    """Each part of the lab with its state and address, and the active faults; a part
+    `degraded` lists what fails inside it (the Kubernetes API's controller loops)."""
     the_lab = _lab(state_dir)
     st = the_lab.status()
     if as_json:
@@ -64,6 +65,11 @@ def status(state_dir: Path | None, as_json: bool) -> None:
             continue
         address = next(v for k, v in part.items() if k not in ("state", "pid"))
         click.echo(f"{name:<12} {part['state']:<14} {address}")
+        for p in part.get("problems") or []:  # e.g. a controller loop failing on one object
+            click.echo(
+                f"{'':<12}   {p['loop']} loop failing on {p['object']}: {p['error']} "
+                f"({p['count']} time(s))"
+            )
     click.echo(f"faults       {', '.join(st['faults']) or 'none'}")
 
 

@@ -1,6 +1,15 @@
 """Kubernetes: pods, deployments and their rollouts, nodes, events, ingress, logs, metrics."""
 
-from irlib.k8s import checks, mitigations, permissions, quantity
+from irlib.k8s import capacity, checks, mitigations, permissions, quantity
 from irlib.k8s._client import Kube, age, parse_time
 
-__all__ = ["Kube", "age", "checks", "mitigations", "parse_time", "permissions", "quantity"]
+__all__ = [
+    "Kube",
+    "age",
+    "capacity",
+    "checks",
+    "mitigations",
+    "parse_time",
+    "permissions",
+    "quantity",
+]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from irlib.errors import Refused
+from irlib.k8s import capacity
 from irlib.k8s import permissions as P
 from irlib.k8s._client import Kube, age, parse_time
 from irlib.k8s.permissions import reads
@@ -84,20 +85,26 @@ def check_pods(
         pods = kube.pods(selector)
         rows = [pod_row(p, app_label) for p in pods]
         ready = {p["metadata"]["name"]: _ready(p) for p in pods}
+        by_name = {p["metadata"]["name"]: p for p in pods}
         facts = {
             # between two crashes a container shows Running but not ready: restarts and the
             # last termination tell a crash loop apart from a slow start
+            # with each pod's revision: a rollback answers only the current revision's crashes
             "crashlooping": [
-                r
+                {**r, "template_hash": _template_hash(by_name[r["pod"]])}
                 for r in rows
                 if r["status"] in ("CrashLoopBackOff", "Error")
                 or (not ready[r["pod"]] and r["restarts"] and r["last_state"])
             ],
             "oom_killed": [r for r in rows if "OOMKilled" in (r["status"], r["last_state"])],
-            "pending": [r for r in rows if r["status"] == "Pending"],
+            # a Pending pod's requests and revision: what a verdict weighs against the nodes
+            "pending": [
+                _pending_row(r, by_name[r["pod"]]) for r in rows if r["status"] == "Pending"
+            ],
             "not_ready": [r for r in rows if not ready[r["pod"]]],
             "restarting": [r for r in rows if r["restarts"] >= restarts_warn],
             "by_app": _by_app(rows, ready),
+            "requested": _requested(pods, app_label),
         }
         bad = facts["not_ready"] or facts["pending"] or facts["crashlooping"]
         status = Status.FAIL if bad else Status.WARN if facts["restarting"] else Status.OK
@@ -109,6 +116,36 @@ def check_pods(
         return Check(name, TARGET, status, summary, (Evidence.table(command, rows),), facts=facts)
 
     return _guarded(name, body)
+
+
+def _template_hash(pod: dict[str, Any]) -> str:
+    """The pod's ReplicaSet revision (its pod-template-hash label); "" for other pods."""
+    return str((pod["metadata"].get("labels") or {}).get("pod-template-hash", ""))
+
+
+def _pending_row(row: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "requests": capacity.pod_requests(pod),
+        "template_hash": _template_hash(pod),
+    }
+
+
+def _requested(
+    pods: list[dict[str, Any]], app_label: str
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{node: {app: {cpu_m, memory, pods}}}: what the pods bound to each node request, as the
+    scheduler counts it (finished pods hold nothing)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for p in pods:
+        node = p["spec"].get("nodeName")
+        if not node or p.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        app = (p["metadata"].get("labels") or {}).get(app_label, "")
+        slot = out.setdefault(node, {}).setdefault(app, {"cpu_m": 0.0, "memory": 0.0, "pods": 0})
+        for k, v in capacity.pod_requests(p).items():
+            slot[k] += v
+    return out
 
 
 def _by_app(rows: list[dict[str, Any]], ready: dict[str, bool]) -> dict[str, dict[str, int]]:
@@ -226,18 +263,26 @@ def check_nodes(kube: Kube) -> Check:
     """`kubectl get nodes`: every node Ready."""
 
     def body() -> Check:
-        rows = []
+        rows, allocatable, cordoned = [], {}, []
         for n in kube.nodes():
-            cond = {c["type"]: c for c in n.get("status", {}).get("conditions") or []}
+            cond = {c["type"]: c for c in (n.get("status") or {}).get("conditions") or []}
             ready = cond.get("Ready", {})
+            name = n["metadata"]["name"]
+            if _schedulable(n):
+                if ready.get("status") == "True":
+                    allocatable[name] = capacity.amounts((n.get("status") or {}).get("allocatable"))
+            else:
+                cordoned.append(name)
             rows.append(
                 {
                     "node": n["metadata"]["name"],
                     "status": "Ready" if ready.get("status") == "True" else "NotReady",
                     "reason": ready.get("reason", ""),
-                    "version": n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", ""),
-                    "cpu": n.get("status", {}).get("allocatable", {}).get("cpu", ""),
-                    "memory": n.get("status", {}).get("allocatable", {}).get("memory", ""),
+                    "version": ((n.get("status") or {}).get("nodeInfo") or {}).get(
+                        "kubeletVersion", ""
+                    ),
+                    "cpu": ((n.get("status") or {}).get("allocatable") or {}).get("cpu", ""),
+                    "memory": ((n.get("status") or {}).get("allocatable") or {}).get("memory", ""),
                     "age": age(n["metadata"].get("creationTimestamp")),
                 }
             )
@@ -250,10 +295,19 @@ def check_nodes(kube: Kube) -> Check:
             status,
             summary,
             (Evidence.table("kubectl get nodes", rows),),
-            facts={"not_ready": not_ready},
+            # allocatable: the Ready nodes that take new pods, {node: {cpu_m, memory, pods}}
+            facts={"not_ready": not_ready, "allocatable": allocatable, "cordoned": cordoned},
         )
 
     return _guarded("nodes", body)
+
+
+def _schedulable(node: dict[str, Any]) -> bool:
+    """Not cordoned and no taint that keeps new pods off (NoSchedule, NoExecute)."""
+    spec = node.get("spec") or {}
+    return not spec.get("unschedulable") and not any(
+        t.get("effect") in ("NoSchedule", "NoExecute") for t in spec.get("taints") or []
+    )
 
 
 # -- rollouts --------------------------------------------------------------------------------
@@ -274,9 +328,14 @@ def check_rollout_history(kube: Kube, *, deployment: str) -> Check:
             for rs in kube.replicasets(selector)
             if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences", []))
         ]
-        rows = []
+        rows, revisions = [], {}
         for rs in owned:
             ann = rs["metadata"].get("annotations") or {}
+            revisions[int(ann.get("deployment.kubernetes.io/revision", 0))] = {
+                "template_hash": (rs["metadata"].get("labels") or {}).get("pod-template-hash", ""),
+                "requests": capacity.pod_requests(rs["spec"]["template"]),
+                "desired": rs["spec"].get("replicas", 0),
+            }
             rows.append(
                 {
                     "revision": int(ann.get("deployment.kubernetes.io/revision", 0)),
@@ -304,6 +363,17 @@ def check_rollout_history(kube: Kube, *, deployment: str) -> Check:
             "current_created": current and current["created"],
             "previous_image": previous and previous["image"],
             "previous_revision": previous and previous["revision"],
+            # what one pod of each revision asks for, and whether an older revision still
+            # runs pods (a rollout under way): a Pending pod of a grown new revision is the
+            # rollout's doing, not the nodes'
+            "current_hash": current and revisions[current["revision"]]["template_hash"],
+            "current_requests": current and revisions[current["revision"]]["requests"],
+            "previous_requests": previous and revisions[previous["revision"]]["requests"],
+            "rollout_in_progress": any(
+                r["desired"]
+                for rev, r in revisions.items()
+                if current and rev != current["revision"]
+            ),
             "replicas": want,
             "available": available,
             "updated": st.get("updatedReplicas") or 0,
@@ -393,7 +463,7 @@ def check_top_nodes(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
             name = m["metadata"]["name"]
             cpu, mem = cpu_millicores(m["usage"].get("cpu")), memory_bytes(m["usage"].get("memory"))
             a = alloc.get(name, {})
-            cpu_a, mem_a = cpu_millicores(a.get("cpu")), memory_bytes(a.get("memory"))
+            cpu_a, mem_a = capacity.cpu_or_zero(a.get("cpu")), memory_bytes(a.get("memory"))
             rows.append(
                 {
                     "node": name,

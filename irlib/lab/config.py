@@ -74,6 +74,11 @@ class LabConfig:
         return Path(self.state_dir) / "run"
 
     @property
+    def controller_status_file(self) -> Path:
+        """The Kubernetes API's controller: its failing loops, written by that process."""
+        return Path(self.state_dir) / "kube-controller.json"
+
+    @property
     def control_file(self) -> Path:
         return Path(self.state_dir) / "control.json"
 

@@ -24,7 +24,7 @@ import httpx
 from irlib.errors import LabError, LabNotRunning
 from irlib.lab import procs, seed, servers
 from irlib.lab.config import PARTS, LabConfig, read_control, write_control
-from irlib.lab.kube import wait_ready, write_kubeconfig
+from irlib.lab.kube import controller_problems, wait_ready, write_kubeconfig
 from irlib.profile import (
     HttpTarget,
     KubernetesTarget,
@@ -63,6 +63,9 @@ class Part:
     healthy: Callable[[LabConfig], bool]  # ... and says it is well
     address: Callable[[LabConfig], tuple[str, str]]  # (key, value) shown by status
     stop_signal: int = 15
+    # what fails inside a process that answers well (the Kubernetes API's controller loops):
+    # any makes the part "degraded", not ready
+    problems: Callable[[LabConfig, int], list[dict[str, Any]]] = lambda c, pid: []
     start_timeout: float = 30.0
 
 
@@ -116,6 +119,7 @@ PART_LIST: list[Part] = [
         _kube_ready,
         _kube_ready,
         lambda c: ("kubeconfig", str(c.kubeconfig)),
+        problems=controller_problems,
     ),
     Part(
         "loadgen",
@@ -335,21 +339,26 @@ class Lab:
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
 
     def status(self) -> dict[str, Any]:
-        """Each part with its state (ready / unhealthy / stopped) and address."""
+        """Each part with its state (ready / degraded / unhealthy / not answering / stopped),
+        its address, and for a degraded part what fails in it (`problems`)."""
         c = self.config
         out: dict[str, Any] = {}
         for part in PART_LIST:
             pid = procs.running_pid(self.pid_file(part.name))
+            problems: list[dict[str, Any]] = []
             if pid is None:
                 state = "stopped"
             elif part.healthy(c):
-                state = "ready"
+                problems = part.problems(c, pid)
+                state = "degraded" if problems else "ready"
             elif part.answers(c):
                 state = "unhealthy"
             else:
                 state = "not answering"
             key, value = part.address(c)
             out[part.name] = {"state": state, key: value, "pid": pid}
+            if problems:
+                out[part.name]["problems"] = problems
         out["kubernetes"]["url"] = c.url("kubernetes")
         out["faults"] = read_control(c).get("faults", [])
         return out

@@ -17,7 +17,7 @@ from irlib.diagnosis import conclude
 from irlib.guard import Plan, parse_mitigation_id
 from irlib.http.checks import check_endpoint
 from irlib.io import utcnow
-from irlib.k8s import Kube
+from irlib.k8s import Kube, capacity
 from irlib.k8s import checks as k8s
 from irlib.k8s import mitigations as k8s_fix
 from irlib.mitigation import MitigationPanel
@@ -347,6 +347,22 @@ def _bad_deploy(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
     if not crashing or not history.get("previous_image"):
         return None
     dep = profile.kubernetes.api_deployment
+    current = history.get("current_hash")
+    older = [r for r in crashing if current and r.get("template_hash") not in ("", None, current)]
+    if older and len(older) == len(crashing):
+        # only pods of an older revision crash (say the bad one, after a rollback, still
+        # being replaced): a rollback now would bring that revision back
+        return Cause(
+            "bad-deploy",
+            f"pods of an earlier revision of {dep} crash-loop",
+            0.6,
+            ("pods", "rollout history"),
+            f"{len(older)} crash-looping pod(s), none of revision "
+            f"{history.get('current_revision')} ({history.get('current_image')}): "
+            + ", ".join(r["pod"] for r in older[:5]),
+            advice=f"wait for the rollout of {dep} to replace them (kubectl rollout status); "
+            "no rollback: the current revision is not the one crashing",
+        )
     previous = [
         r
         for r in _facts(checks, "previous logs").get("crashed", [])
@@ -395,6 +411,10 @@ def _node_not_ready(checks: Mapping[str, Check], profile: Profile) -> Cause | No
         return None
     stranded = [r for r in _facts(checks, "pods").get("not_ready", []) if r["node"] in nodes]
     api = profile.kubernetes.api_deployment
+    # a deleted pod is re-created on the Ready nodes only if they have room for it
+    fit, fit_line = _replicas_that_fit(checks, api)
+    want = _facts(checks, "rollout history").get("replicas")
+    short = fit is not None and isinstance(want, int) and fit < want
     return Cause(
         "node-not-ready",
         f"node(s) {', '.join(nodes)} NotReady",
@@ -404,30 +424,91 @@ def _node_not_ready(checks: Mapping[str, Check], profile: Profile) -> Cause | No
         + (f": {', '.join(r['pod'] for r in stranded[:5])}" if stranded else ""),
         mitigations=tuple(f"delete-pod:{r['pod']}" for r in stranded if r["app"] == api),
         advice="delete the stranded pods so they are rescheduled on healthy nodes; "
-        "ask the infrastructure team to repair or replace the node",
+        "ask the infrastructure team to repair or replace the node"
+        + (f"; Request emergency node addition: {fit_line}" if short else ""),
     )
 
 
 @rule
 def _pods_pending(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
+    """Pending pods, and the remedy that fits why: a new revision that asks for more than the
+    previous one while its rollout is under way is rolled back; otherwise the nodes are full,
+    and the remedies are capacity (a person's step) or scaling back to what fits."""
     pending = _facts(checks, "pods").get("pending", [])
     if not pending:
         return None
     reasons = _facts(checks, "recent events").get("warning_reasons", [])
+    scheduling = "FailedScheduling" in reasons
     apps = sorted({r["app"] for r in pending})
     dep = profile.kubernetes.api_deployment
     history = _facts(checks, "rollout history")
-    rollback = dep in apps and history.get("previous_image") is not None
+    ours = [r for r in pending if r["app"] == dep]
+    supported = ("pods",) + (("recent events",) if scheduling else ())
+    evidence = f"{len(pending)} pod(s) Pending" + (
+        " (FailedScheduling: insufficient resources)" if scheduling else ""
+    )
+    base = 0.85 + (0.05 if scheduling else 0.0)
+    new_revision = [
+        r
+        for r in ours
+        if history.get("rollout_in_progress")
+        and r.get("template_hash")
+        and r.get("template_hash") == history.get("current_hash")
+    ]
+    raised = capacity.grew(history.get("current_requests"), history.get("previous_requests"))
+    if new_revision and raised and history.get("previous_image"):
+        return Cause(
+            "pods-pending",
+            f"pods of {', '.join(apps)} cannot be scheduled: revision "
+            f"{history.get('current_revision')} of {dep} asks for more than the nodes have",
+            base,
+            (*supported, "rollout history"),
+            f"{evidence}; {len(new_revision)} of them from revision "
+            f"{history.get('current_revision')}, whose pods request "
+            f"{capacity.describe(history['current_requests'])} against "
+            f"{capacity.describe(history['previous_requests'])} in revision "
+            f"{history.get('previous_revision')}",
+            mitigations=(f"rollback:{dep}",),
+            advice=f"roll {dep} back to revision {history.get('previous_revision')} (its pods "
+            "fit), then size the new requests to the nodes before deploying again",
+        )
+    fit, fit_line = _replicas_that_fit(checks, dep)
+    want = history.get("replicas")
+    scale_back = bool(ours) and fit is not None and isinstance(want, int) and 0 < fit < want
+    supported += (("nodes",) if fit is not None else ()) + (
+        ("rollout history",) if scale_back else ()
+    )
+    advice = (
+        "Request emergency node addition (contact the cloud provider or infrastructure team)"
+        + (f", or scale {dep} back to {fit} replicas, what the nodes fit" if scale_back else "")
+        + "; then find why more pods were asked for than the nodes hold"
+    )
     return Cause(
         "pods-pending",
-        f"pods of {', '.join(apps)} cannot be scheduled",
-        0.85 + (0.05 if "FailedScheduling" in reasons else 0.0),
-        ("pods",) + (("recent events",) if "FailedScheduling" in reasons else ()),
-        f"{len(pending)} pod(s) Pending"
-        + (" (FailedScheduling: insufficient resources)" if "FailedScheduling" in reasons else ""),
-        mitigations=(f"rollback:{dep}",) if rollback else (),
-        advice="roll back the change that raised resource requests, or request emergency "
-        "node capacity from the infrastructure team",
+        f"pods of {', '.join(apps)} cannot be scheduled: the nodes are full",
+        base,
+        supported,
+        evidence + (f"; {fit_line}" if fit_line else ""),
+        mitigations=(f"scale:{dep}={fit}",) if scale_back else (),
+        advice=advice,
+    )
+
+
+def _replicas_that_fit(checks: Mapping[str, Check], dep: str) -> tuple[int | None, str]:
+    """How many pods of `dep` the Ready nodes hold at the current revision's requests, and
+    the line that says so; (None, "") when the checks did not read what it takes."""
+    nodes = _facts(checks, "nodes").get("allocatable")
+    requested = _facts(checks, "pods").get("requested")
+    history = _facts(checks, "rollout history")
+    per_pod = history.get("current_requests")
+    if not nodes or requested is None or not per_pod:
+        return None, ""
+    fit = capacity.replicas_that_fit(nodes, requested, dep, per_pod)
+    cpu = sum(n.get("cpu_m", 0.0) for n in nodes.values()) / 1000
+    return fit, (
+        f"the {len(nodes)} Ready node(s) ({cpu:g} CPU allocatable) fit {fit} {dep} pod(s) of "
+        f"{capacity.describe(per_pod)} beside the other apps' pods; "
+        f"{history.get('replicas')} are asked for"
     )
 
 

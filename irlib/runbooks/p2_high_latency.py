@@ -293,7 +293,11 @@ def _connection_exhaustion(checks: Mapping[str, Check], profile: Profile) -> Cau
         _with_latency(checks, supported + (("active queries",) if culprits else ())),
         f"{where}; {len(culprits)} session(s) idle in transaction "
         f"(by state: {conns.get('by_state', {})}){_p99(checks)}",
-        mitigations=tuple(f"terminate:{r['pid']}" for r in culprits[:MAX_TERMINATE_IDS]),
+        # terminating sessions frees what is exhausted only when they hold it: the api's own
+        # pool, or the server's connections; another app's idle session does neither
+        mitigations=tuple(f"terminate:{r['pid']}" for r in culprits[:MAX_TERMINATE_IDS])
+        if ours or server_full
+        else (),
         advice=f"terminate the sessions idle in transaction, then rollout restart "
         f"{profile.kubernetes.api_deployment} (restart:{profile.kubernetes.api_deployment}) "
         "and find the code path that never commits",
@@ -407,7 +411,8 @@ def _cpu_saturation(checks: Mapping[str, Check], profile: Profile) -> Cause | No
         ", ".join(f"{r['pod']} {r['cpu_m']}m ({r['cpu_of_limit']:.0%} of limit)" for r in rows[:5])
         + _p99(checks),
         mitigations=(f"scale:{app}={max(replicas + 2, 2 * replicas)}",) if app == api else (),
-        advice=f"scale {app} out (or raise its CPU limit), then find what burns the CPU",
+        advice=f"scale {app} out (or raise its CPU limit), then find what burns the CPU; new "
+        "pods that stay Pending mean the nodes are full: request node capacity",
     )
 
 

@@ -299,6 +299,11 @@ def test_a_pool_waiting_on_another_apps_lock_is_lock_contention_first() -> None:
     )
     verdict = diagnose(checks, PROFILE)
     assert [c.id for c in verdict.causes[:2]] == ["lock-contention", "redis-memory-pressure"]
+    # terminating nightly-report's session frees none of the api pool's connections: the
+    # lock holder is lock-contention's to terminate, connection-exhaustion recommends nothing
+    exhaustion = next(c for c in verdict.causes if c.id == "connection-exhaustion")
+    assert exhaustion.mitigations == ()
+    assert "terminate:4242" in verdict.causes[0].mitigations
 
 
 def test_a_pool_full_of_busy_connections_is_not_connection_exhaustion() -> None:

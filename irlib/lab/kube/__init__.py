@@ -1,13 +1,16 @@
 """The drill lab's Kubernetes API: an emulated cluster that kubectl and the Python client use.
 
 `python -m irlib.lab.kube STATE_DIR` serves it on the lab's `kubernetes` port; the lab writes
-a kubeconfig for it with `write_kubeconfig` and waits for it with `wait_ready`.
+a kubeconfig for it with `write_kubeconfig`, waits for it with `wait_ready`, and asks
+`controller_problems` whether its controller's loops are failing.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -17,7 +20,8 @@ from irlib.lab.config import LabConfig
 
 CLUSTER = CONTEXT = USER = "irlib-lab"
 
-__all__ = ["kubeconfig_dict", "wait_ready", "write_kubeconfig"]
+__all__ = ["controller_problems", "kubeconfig_dict", "wait_ready", "write_kubeconfig"]
+STALE_AFTER = 60.0  # no controller pass for this long is itself a failure (a pass takes < 1 s)
 
 
 def kubeconfig_dict(config: LabConfig) -> dict[str, object]:
@@ -61,3 +65,29 @@ def wait_ready(config: LabConfig, timeout: float) -> None:
             last = str(exc) or type(exc).__name__
         time.sleep(0.1)
     raise LabError(f"the lab's Kubernetes API at {url} was not ready after {timeout:.0f} s: {last}")
+
+
+def controller_problems(config: LabConfig, pid: int | None) -> list[dict[str, Any]]:
+    """The controller loops of API process `pid` that fail now: [{loop, object, error,
+    since, count}]. Read from the status file that process writes (a file, not an endpoint:
+    it reaches the lab without the API's credentials, and the pid tells a dead process's
+    file apart); a process that wrote none reports nothing."""
+    try:
+        report = json.loads(config.controller_status_file.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(report, dict) or report.get("pid") != pid:
+        return []
+    problems = [f for f in report.get("failing") or [] if isinstance(f, dict)]
+    last = report.get("last_pass")
+    if isinstance(last, int | float) and time.time() - last > STALE_AFTER:
+        problems.append(
+            {
+                "loop": "controller",
+                "object": "-",
+                "error": f"no reconcile pass for {time.time() - last:.0f} s",
+                "since": last,
+                "count": 1,
+            }
+        )
+    return problems

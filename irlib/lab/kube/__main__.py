@@ -7,6 +7,7 @@ Exits 0 after a SIGTERM or SIGINT, open watches and log streams cut after one se
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m irlib.lab.kube STATE_DIR", file=sys.stderr)
         return 2
     config = LabConfig.load(argv[0])
+    # the controller's loop failures (loop_health) land in logs/kubernetes.log with a time
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     config.pods_dir.mkdir(parents=True, exist_ok=True)
     server = _Server(
         uvicorn.Config(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from irlib.lab.config import Control, LabConfig
 from irlib.lab.kube.events import Recorder
+from irlib.lab.kube.loop_health import LoopHealth
 from irlib.lab.kube.meta import Obj, controller_of
 from irlib.lab.kube.resources import resource
 from irlib.lab.kube.store import Store
@@ -54,6 +55,7 @@ class Context:
     config: LabConfig
     recorder: Recorder
     clock: Callable[[], float]
+    health: LoopHealth
     control: Control = field(default_factory=lambda: Control())
     probe_results: dict[str, tuple[bool, str]] = field(default_factory=dict)
     runs: dict[str, PodRun] = field(default_factory=dict)

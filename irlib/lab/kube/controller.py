@@ -3,6 +3,8 @@ re-reads the lab's fault switches, probes the real processes and runs the node, 
 kubelet, workload and endpoints loops over the store.
 
 At start it builds the cluster's past: objects and pods dated days ago, without events.
+Each loop runs under loop_health's guard, so a failure on one object is logged and the pass
+goes on; the failing loops are written to `kube-controller.json` for `irlib lab status`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 
 import httpx
 
+from irlib.io import write_json_atomic
 from irlib.lab.config import LabConfig, read_control
 from irlib.lab.kube import (
     cluster,
@@ -27,6 +31,7 @@ from irlib.lab.kube import (
 )
 from irlib.lab.kube.context import PODS, Context
 from irlib.lab.kube.events import Recorder
+from irlib.lab.kube.loop_health import LoopHealth
 from irlib.lab.kube.meta import Obj
 from irlib.lab.kube.metrics import Metrics
 from irlib.lab.kube.store import Store, WatchEvent
@@ -35,6 +40,20 @@ log = logging.getLogger(__name__)
 TICK = 0.5
 PAST = 2 * 86400 + 3 * 3600 + 17 * 60  # the running pods were started this long ago
 EXPIRE_EVERY = 30.0
+HEALTH_EVERY = 5.0  # the status file is rewritten at a change, else this often (a heartbeat)
+LOOPS = (  # in the order a pass runs them
+    ("node-lifecycle", nodes.node_lifecycle),
+    ("garbage-collector", workloads.collect_garbage),
+    ("deployments", deployments.sync_deployments),
+    ("replicasets", workloads.sync_replicasets),
+    ("statefulsets", workloads.sync_statefulsets),
+    ("scheduler", scheduler.schedule),
+    ("kubelet", kubelet.run_pods),
+    ("replicaset-status", workloads.replicaset_status),
+    ("statefulset-status", workloads.statefulset_status),
+    ("deployment-status", deployments.deployment_status),
+    ("endpoints", endpoints.sync_endpoints),
+)
 
 
 class Controller:
@@ -43,7 +62,9 @@ class Controller:
         self.config = config
         self._frozen: float | None = None
         self.recorder = Recorder(store, self.now)
-        self.ctx = Context(store, config, self.recorder, self.now)
+        self.health = LoopHealth(time.time, log)
+        self._health_written = 0.0
+        self.ctx = Context(store, config, self.recorder, self.now, self.health)
         self.metrics = Metrics(self.ctx)
         self.probes = cluster.probe_table(config)
         self._streaks = probes.Streaks()
@@ -66,30 +87,43 @@ class Controller:
     async def _probe(self, client: httpx.AsyncClient) -> None:
         self.ctx.probe_results = self._streaks.update(await probes.run_all(self.probes, client))
 
-    def reconcile(self) -> None:
+    def reconcile(self, probe_error: Exception | None = None) -> None:
         self._busy = True
+        health = self.health
         try:
-            self.ctx.control = read_control(self.config)
+            health.begin_pass()
+            if probe_error is not None:
+                health.failed("probes", "-", probe_error)
+            with health.guard("control"):  # a torn control.json: keep the switches in force
+                self.ctx.control = read_control(self.config)
             deleted, self._deleted = self._deleted, []
             for pod in deleted:
-                kubelet.forget(self.ctx, pod)
-            nodes.node_lifecycle(self.ctx)
-            workloads.collect_garbage(self.ctx)
-            deployments.sync_deployments(self.ctx)
-            workloads.sync_replicasets(self.ctx)
-            workloads.sync_statefulsets(self.ctx)
-            scheduler.schedule(self.ctx)
-            kubelet.run_pods(self.ctx)
-            workloads.replicaset_status(self.ctx)
-            workloads.statefulset_status(self.ctx)
-            deployments.deployment_status(self.ctx)
-            endpoints.sync_endpoints(self.ctx)
-            self.metrics.sample()
+                with health.guard("kubelet", pod):
+                    kubelet.forget(self.ctx, pod)
+            for name, loop in LOOPS:
+                with health.guard(name):  # a failure outside any one object's part
+                    loop(self.ctx)
+            with health.guard("metrics"):
+                self.metrics.sample()
             if self.now() - self._last_expire > EXPIRE_EVERY:
                 self._last_expire = self.now()
-                self.recorder.expire()
+                with health.guard("events"):
+                    self.recorder.expire()
+            changed = health.end_pass()
+            if changed or time.time() - self._health_written >= HEALTH_EVERY:
+                self.write_health()
         finally:
             self._busy = False
+
+    def write_health(self) -> None:
+        """The failing loops, for `irlib lab status` (the pid tells a stale file apart)."""
+        self._health_written = time.time()
+        try:
+            write_json_atomic(
+                self.config.controller_status_file, {"pid": os.getpid(), **self.health.report()}
+            )
+        except OSError:
+            log.exception("cannot write %s", self.config.controller_status_file)
 
     async def bootstrap(self) -> None:
         """Create the cluster and run it through its past, quietly, so pods are days old."""
@@ -115,8 +149,12 @@ class Controller:
                     await asyncio.wait_for(self._wake.wait(), TICK)
                 self._wake.clear()
                 await asyncio.sleep(0.02)  # let a burst of writes land together
+                probe_error = None
                 try:
                     await self._probe(client)
-                    self.reconcile()
-                except Exception:  # a bug in one pass must not stop the cluster
+                except Exception as exc:  # readiness stays as last probed; reported below
+                    probe_error = exc
+                try:
+                    self.reconcile(probe_error)
+                except Exception:  # each loop is guarded; this is the last net
                     log.exception("controller pass failed")

@@ -72,7 +72,8 @@ def max_unavailable(dep: Obj) -> int:
 
 def sync_deployments(ctx: Context) -> None:
     for dep in list(ctx.store.all(DEPLOYMENTS)):
-        _sync_deployment(ctx, dep)
+        with ctx.health.guard("deployments", dep):
+            _sync_deployment(ctx, dep)
 
 
 def _scale(ctx: Context, dep: Obj, rs: Obj, replicas: int) -> None:
@@ -201,97 +202,100 @@ def deployment_status(ctx: Context) -> None:
     now = ctx.clock()
     stamp = rfc3339(now)
     for dep in list(ctx.store.all(DEPLOYMENTS)):
-        rs_list = owned(ctx, REPLICASETS, dep)
-        want = _comparable(dep["spec"]["template"])
-        new = next((r for r in rs_list if _comparable(r["spec"]["template"]) == want), None)
-        replicas = dep["spec"].get("replicas", 1)
+        with ctx.health.guard("deployment-status", dep):
+            rs_list = owned(ctx, REPLICASETS, dep)
+            want = _comparable(dep["spec"]["template"])
+            new = next((r for r in rs_list if _comparable(r["spec"]["template"]) == want), None)
+            replicas = dep["spec"].get("replicas", 1)
 
-        def total(rs_items: list[Obj], field: str) -> int:
-            return sum(r.get("status", {}).get(field, 0) or 0 for r in rs_items)
+            def total(rs_items: list[Obj], field: str) -> int:
+                return sum(r.get("status", {}).get(field, 0) or 0 for r in rs_items)
 
-        status: Obj = {"observedGeneration": dep["metadata"].get("generation", 1)}
-        status["replicas"] = total(rs_list, "replicas")
-        status["updatedReplicas"] = total([new], "replicas") if new else 0
-        status["readyReplicas"] = total(rs_list, "readyReplicas")
-        status["availableReplicas"] = total(rs_list, "availableReplicas")
-        desired = sum(r["spec"].get("replicas", 0) for r in rs_list)
-        status["unavailableReplicas"] = max(desired - status["availableReplicas"], 0)
-        conds = copy.deepcopy(dep.get("status", {}).get("conditions") or [])
-        if status["availableReplicas"] >= replicas - max_unavailable(dep):
-            set_condition(
-                conds,
-                "Available",
-                "True",
-                stamp,
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.",
-                update_time=True,
+            status: Obj = {"observedGeneration": dep["metadata"].get("generation", 1)}
+            status["replicas"] = total(rs_list, "replicas")
+            status["updatedReplicas"] = total([new], "replicas") if new else 0
+            status["readyReplicas"] = total(rs_list, "readyReplicas")
+            status["availableReplicas"] = total(rs_list, "availableReplicas")
+            desired = sum(r["spec"].get("replicas", 0) for r in rs_list)
+            status["unavailableReplicas"] = max(desired - status["availableReplicas"], 0)
+            conds = copy.deepcopy(dep.get("status", {}).get("conditions") or [])
+            if status["availableReplicas"] >= replicas - max_unavailable(dep):
+                set_condition(
+                    conds,
+                    "Available",
+                    "True",
+                    stamp,
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                    update_time=True,
+                )
+            else:
+                set_condition(
+                    conds,
+                    "Available",
+                    "False",
+                    stamp,
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                    update_time=True,
+                )
+            rs_name = new["metadata"]["name"] if new else dep["metadata"]["name"]
+            complete = (
+                new is not None
+                and status["updatedReplicas"] == replicas
+                and status["replicas"] == replicas
+                and status["availableReplicas"] >= replicas
             )
-        else:
-            set_condition(
-                conds,
-                "Available",
-                "False",
-                stamp,
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-                update_time=True,
+            old_prog = next((c for c in conds if c["type"] == "Progressing"), None)
+            progress = (status["updatedReplicas"], status["availableReplicas"], status["replicas"])
+            old_status = dep.get("status", {})
+            moved = progress != tuple(
+                old_status.get(k, 0) for k in ("updatedReplicas", "availableReplicas", "replicas")
             )
-        rs_name = new["metadata"]["name"] if new else dep["metadata"]["name"]
-        complete = (
-            new is not None
-            and status["updatedReplicas"] == replicas
-            and status["replicas"] == replicas
-            and status["availableReplicas"] >= replicas
-        )
-        old_prog = next((c for c in conds if c["type"] == "Progressing"), None)
-        progress = (status["updatedReplicas"], status["availableReplicas"], status["replicas"])
-        old_status = dep.get("status", {})
-        moved = progress != tuple(
-            old_status.get(k, 0) for k in ("updatedReplicas", "availableReplicas", "replicas")
-        )
-        if complete:
-            set_condition(
-                conds,
-                "Progressing",
-                "True",
-                stamp,
-                "NewReplicaSetAvailable",
-                f'ReplicaSet "{rs_name}" has successfully progressed.',
-                update_time=True,
-            )
-        elif (
-            old_prog is not None
-            and old_prog.get("reason") != "NewReplicaSetAvailable"
-            and not moved
-            and now - (parse_time(old_prog.get("lastUpdateTime")) or now)
-            > dep["spec"].get("progressDeadlineSeconds", 600)
-        ):
-            set_condition(
-                conds,
-                "Progressing",
-                "False",
-                stamp,
-                "ProgressDeadlineExceeded",
-                f'ReplicaSet "{rs_name}" has timed out progressing.',
-                update_time=True,
-            )
-        else:
-            set_condition(
-                conds,
-                "Progressing",
-                "True",
-                stamp,
-                "ReplicaSetUpdated",
-                f'ReplicaSet "{rs_name}" is progressing.',
-                update_time=True,
-            )
-            if moved:
-                next(c for c in conds if c["type"] == "Progressing")["lastUpdateTime"] = stamp
-        conds.sort(key=lambda c: 0 if c["type"] == "Available" else 1)
-        status["conditions"] = conds
-        obj = copy.deepcopy(dep)
-        obj["status"] = {
-            k: v for k, v in status.items() if v or k == "observedGeneration" or k == "conditions"
-        }
-        ctx.store.update(DEPLOYMENTS, obj)
+            if complete:
+                set_condition(
+                    conds,
+                    "Progressing",
+                    "True",
+                    stamp,
+                    "NewReplicaSetAvailable",
+                    f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    update_time=True,
+                )
+            elif (
+                old_prog is not None
+                and old_prog.get("reason") != "NewReplicaSetAvailable"
+                and not moved
+                and now - (parse_time(old_prog.get("lastUpdateTime")) or now)
+                > dep["spec"].get("progressDeadlineSeconds", 600)
+            ):
+                set_condition(
+                    conds,
+                    "Progressing",
+                    "False",
+                    stamp,
+                    "ProgressDeadlineExceeded",
+                    f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    update_time=True,
+                )
+            else:
+                set_condition(
+                    conds,
+                    "Progressing",
+                    "True",
+                    stamp,
+                    "ReplicaSetUpdated",
+                    f'ReplicaSet "{rs_name}" is progressing.',
+                    update_time=True,
+                )
+                if moved:
+                    next(c for c in conds if c["type"] == "Progressing")["lastUpdateTime"] = stamp
+            conds.sort(key=lambda c: 0 if c["type"] == "Available" else 1)
+            status["conditions"] = conds
+            obj = copy.deepcopy(dep)
+            obj["status"] = {
+                k: v
+                for k, v in status.items()
+                if v or k == "observedGeneration" or k == "conditions"
+            }
+            ctx.store.update(DEPLOYMENTS, obj)

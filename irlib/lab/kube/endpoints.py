@@ -190,10 +190,11 @@ def sync_endpoints(ctx: Context) -> None:
         if key not in services:
             ctx.store.delete(ENDPOINTS, *key)
     for (ns, name), svc in services.items():
-        if not svc["spec"].get("selector"):
-            if (ns, name) == ("default", "kubernetes"):
-                _apiserver(ctx)
-            continue
-        pods, ports = _backends(ctx, svc)
-        _endpoints(ctx, svc, pods, ports)
-        _slice(ctx, svc, pods, ports)
+        with ctx.health.guard("endpoints", svc):
+            if not svc["spec"].get("selector"):
+                if (ns, name) == ("default", "kubernetes"):
+                    _apiserver(ctx)
+                continue
+            pods, ports = _backends(ctx, svc)
+            _endpoints(ctx, svc, pods, ports)
+            _slice(ctx, svc, pods, ports)

@@ -11,7 +11,7 @@ import random
 import uuid
 
 from irlib.k8s import quantity
-from irlib.lab.kube import cluster, podlogs, probes
+from irlib.lab.kube import cluster, nodes, podlogs, probes
 from irlib.lab.kube.context import NODES, PODS, ContainerRun, Context, PodRun
 from irlib.lab.kube.meta import Obj, rfc3339, set_condition
 
@@ -218,33 +218,37 @@ def run_pods(ctx: Context) -> None:
     now = ctx.clock()
     down = ctx.not_ready_nodes()
     for pod in list(ctx.store.all(PODS)):
-        node_name = pod["spec"].get("nodeName")
-        if not node_name:
-            continue
-        node = ctx.store.get(NODES, None, node_name)
-        if node is None:
-            continue
-        uid = pod["metadata"]["uid"]
-        run = ctx.runs.get(uid)
-        node_ok = node_name not in down
-        if run is None:
-            if not node_ok:
-                continue  # the kubelet that would start it is not there
-            run = PodRun(uid=uid, started=now)
-            for c in pod["spec"]["containers"]:
-                run.containers[c["name"]] = ContainerRun(c["name"], c["image"], since=now)
-                _record(ctx, pod, "Normal", "Pulling", f'Pulling image "{c["image"]}"', c["name"])
-            ctx.runs[uid] = run
-        if node_ok:
-            for c in pod["spec"]["containers"]:
-                container = run.containers.setdefault(
-                    c["name"], ContainerRun(c["name"], c["image"], since=now)
-                )
-                if container.image != c["image"]:  # a patched pod: the kubelet restarts it
-                    container.image, container.phase, container.since = c["image"], "backoff", 0.0
-                _step(ctx, pod, container, c, now)
-                _unhealthy(ctx, pod, container, c)
-        _write_status(ctx, pod, node, run, node_ok)
+        with ctx.health.guard("kubelet", pod):
+            node_name = pod["spec"].get("nodeName")
+            if not node_name:
+                continue
+            node = ctx.store.get(NODES, None, node_name)
+            if node is None:
+                continue
+            uid = pod["metadata"]["uid"]
+            run = ctx.runs.get(uid)
+            node_ok = node_name not in down
+            if run is None:
+                if not node_ok:
+                    continue  # the kubelet that would start it is not there
+                run = PodRun(uid=uid, started=now)
+                for c in pod["spec"]["containers"]:
+                    run.containers[c["name"]] = ContainerRun(c["name"], c["image"], since=now)
+                    _record(
+                        ctx, pod, "Normal", "Pulling", f'Pulling image "{c["image"]}"', c["name"]
+                    )
+                ctx.runs[uid] = run
+            if node_ok:
+                for c in pod["spec"]["containers"]:
+                    container = run.containers.setdefault(
+                        c["name"], ContainerRun(c["name"], c["image"], since=now)
+                    )
+                    if container.image != c["image"]:  # a patched pod: the kubelet restarts it
+                        container.image = c["image"]
+                        container.phase, container.since = "backoff", 0.0
+                    _step(ctx, pod, container, c, now)
+                    _unhealthy(ctx, pod, container, c)
+            _write_status(ctx, pod, node, run, node_ok)
 
 
 def _write_status(ctx: Context, pod: Obj, node: Obj, run: PodRun, node_ok: bool) -> None:
@@ -284,7 +288,7 @@ def _write_status(ctx: Context, pod: Obj, node: Obj, run: PodRun, node_ok: bool)
     for c in conds:
         if c["type"] in ("PodReadyToStartContainers", "Initialized"):
             c.pop("lastProbeTime", None)
-    host_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    host_ip = nodes.internal_ip(node)
     status["hostIP"] = host_ip
     status["hostIPs"] = [{"ip": host_ip}]
     if not status.get("podIP"):
