@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +90,21 @@ def verify_run(run_dir: Path, check: chain.RunCheck | None = None) -> EvidenceRu
     )
 
 
+@dataclass(frozen=True)
+class ReplayRow:
+    """One run of the incident replayed with today's rules (irlib.replay.replay_incident)."""
+
+    folder: str  # the original run, relative to the incident folder
+    original: str  # its verdict in one line
+    replayed: str  # the replay's
+    differences: tuple[str, ...]  # empty: the same verdict
+    replay_folder: str  # relative to the incident folder
+
+    @property
+    def outcome(self) -> str:
+        return "the same" if not self.differences else "; ".join(self.differences)
+
+
 # -- the document ----------------------------------------------------------------------------
 
 
@@ -99,6 +115,7 @@ class PostMortem:
     now: datetime
     runs: tuple[EvidenceRun, ...]
     chain: chain.Report | None = None  # the incident folder's evidence chain, verified
+    replays: tuple[ReplayRow, ...] | None = None  # None: not asked for
 
     def sections(self) -> list[tuple[str, list[Block]]]:
         i, r = self.incident, self.incident.record
@@ -166,7 +183,7 @@ class PostMortem:
             proof.append(f"Evidence chain ({chain.CHAIN}): {self.chain.summary()}.")
             if self.chain.problems:
                 proof.append(Items(self.chain.problems))
-        return [
+        sections: list[tuple[str, list[Block]]] = [
             ("Incident Summary", [summary]),
             ("Timeline", [timeline]),
             ("Response Targets", [target_table]),
@@ -180,6 +197,33 @@ class PostMortem:
                 [evidence, *proof] if self.runs else ["No runbook was run for this incident."],
             ),
         ]
+        if self.replays is not None:
+            sections.append(("Replays (today's rules)", self._replays()))
+        return sections
+
+    def _replays(self) -> list[Block]:
+        """Would today's rules have seen it? Each run again from its captures (irlib.replay)."""
+        assert self.replays is not None
+        if not self.replays:
+            return ["No run of this incident kept captures to replay."]
+        changed = sum(bool(r.differences) for r in self.replays)
+        head = (
+            f"{len(self.replays)} run(s) replayed from what they read, with the installed "
+            f"irlib's rules: {changed} verdict(s) differ."
+        )
+        table = Table(
+            ("run", "original verdict", "replayed", "what changed"),
+            tuple(
+                (
+                    Link(r.folder, f"{r.folder}/notebook.html"),
+                    r.original,
+                    Link(r.replayed, f"{r.replay_folder}/notebook.html"),
+                    r.outcome,
+                )
+                for r in self.replays
+            ),
+        )
+        return [head, table]
 
     def action_items(self) -> list[str]:
         i = self.incident
@@ -282,8 +326,10 @@ def assemble(
     profile_path: str | None = None,
     settings: IncidentSettings | None = None,
     now: datetime | None = None,
+    replays: Callable[[Path], tuple[ReplayRow, ...]] | None = None,
 ) -> PostMortem | NoIncident:
-    """The post-mortem of `incident_id` (None: the latest incident under the outputs dir)."""
+    """The post-mortem of `incident_id` (None: the latest incident under the outputs dir).
+    `replays` (irlib.replay.replay_incident) replays its runs for the "Replays" section."""
     root = io.outputs_root(outputs_dir)
     incident_id = incident_id or inc.latest_id(root)
     if incident_id is None:
@@ -294,7 +340,8 @@ def assemble(
     report = chain.verify(incident.folder, exclude=(own,) if own else ())
     runs = tuple(verify_run(p, report.run(p.name)) for p in incident.runs if p.name != own)
     settings = settings or inc.settings_from(profile_path)
-    return PostMortem(incident, settings, inc.as_utc(now), runs, report)
+    replayed = replays(incident.folder) if replays is not None else None
+    return PostMortem(incident, settings, inc.as_utc(now), runs, report, replayed)
 
 
 # -- rendering -------------------------------------------------------------------------------

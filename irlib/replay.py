@@ -16,9 +16,12 @@ from typing import Any
 from irlib import capture, run_results
 from irlib.archive import RunResult
 from irlib.errors import UsageError
+from irlib.notebooks_dir import notebooks_dir as shipped
+from irlib.postmortem import ReplayRow
 from irlib.runner import PROFILE_COPY, RESERVED, print_to_stderr, run_runbook
 
 SUFFIX = "replay"  # the new folder is <UTC time>-<runbook>-replay
+REPLAYS = "replays"  # a post-mortem's replays: INCIDENT/replays/<incident>/, off its timeline
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,34 @@ def replay(
         replay_of=captures,
     )
     return Replay(evidence, result, original.verdict, result.verdict)
+
+
+def replay_incident(
+    folder: Path,
+    *,
+    notebooks_dir: Path | None = None,
+    log: Callable[[str], None] = print_to_stderr,
+) -> tuple[ReplayRow, ...]:
+    """Replay every run of the incident in `folder` that kept captures, into
+    folder/replays/ (out of the incident's timeline and chain), for its post-mortem."""
+    rows = []
+    for run_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        try:
+            results = run_results.read(run_dir)
+        except (OSError, ValueError):
+            continue
+        if results.mode == "replay" or capture.find(run_dir) is None:
+            continue
+        done = replay(
+            run_dir, notebooks_dir=notebooks_dir or shipped(), outputs=folder / REPLAYS, log=log
+        )
+        rows.append(
+            ReplayRow(
+                run_dir.name,
+                _line(done.before),
+                _line(done.after) if done.exit_code != 3 else f"crashed: {done.result.reason}",
+                tuple(done.differences) if done.exit_code != 3 else ("the replay crashed",),
+                done.result.run_dir.relative_to(folder).as_posix(),
+            )
+        )
+    return tuple(rows)

@@ -251,19 +251,43 @@ def incident_message(
 
 @incident.command(name="postmortem")
 @click.argument("incident_id", metavar="ID")
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Also replay each run with today's rules (OUTPUTS/ID/replays/) and show what changed.",
+)
 @_incident_options
+@options.notebooks
 @options.errors_to_exit
 def incident_postmortem(
-    incident_id: str, outputs: Path, profile: str | None, by: str | None
+    incident_id: str,
+    replay: bool,
+    outputs: Path,
+    profile: str | None,
+    by: str | None,
+    notebooks: Path | None,
 ) -> None:
     """Write OUTPUTS/ID/postmortem.md and .html; print their paths.
 
     Summary, timeline, targets, escalation, root cause and fix, action items, messages, and
-    every evidence folder of ID with its manifest's hashes verified.
+    every evidence folder of ID with its manifest's hashes and the evidence chain verified;
+    with --replay, each run replayed from its captures (would today's rules have seen it?).
     """
-    from irlib import postmortem
+    from functools import partial
 
-    pm = postmortem.assemble(incident_id, outputs_dir=outputs, profile_path=profile)
+    from irlib import postmortem
+    from irlib.replay import replay_incident
+
+    replays = (
+        partial(
+            replay_incident, notebooks_dir=options.notebooks_dir(notebooks), log=options.progress
+        )
+        if replay
+        else None
+    )
+    pm = postmortem.assemble(
+        incident_id, outputs_dir=outputs, profile_path=profile, replays=replays
+    )
     written = pm.write()
     if isinstance(written, postmortem.Written):
         options.progress(f"{written.verified} of {written.runs} evidence folder(s) verified")

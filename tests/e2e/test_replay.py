@@ -17,7 +17,9 @@ from typing import Any
 import nbformat
 import pytest
 
+from irlib import incident as inc
 from irlib import run_results
+from irlib.profile import IncidentSettings
 from tests.helpers import ROOT
 
 KEPT = ROOT / "tests" / "e2e" / "regressions"
@@ -97,3 +99,26 @@ def test_a_folder_without_captures_is_refused_and_nothing_is_written(tmp_path: P
     )  # fmt: skip
     assert done.returncode == 2 and "cannot be replayed: it has no captures.jsonl" in done.stderr
     assert not outputs.exists()
+
+
+def test_the_post_mortem_replays_each_run_off_the_incidents_timeline(tmp_path: Path) -> None:
+    opened = inc.open_incident(
+        tmp_path, severity="P1", title="API unavailable", settings=IncidentSettings()
+    )
+    run = opened.folder / "20261205T091500Z-p1_system_unavailable"
+    shutil.copytree(KEPT / "bad-deploy--p1_system_unavailable", run)
+    entries = len(inc.load(tmp_path, opened.id).entries)
+    done = subprocess.run(
+        [sys.executable, "-m", "irlib.cli", "incident", "postmortem", opened.id, "--replay",
+         "--outputs", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    md = (opened.folder / "postmortem.md").read_text()
+    assert "## Replays (today's rules)" in md
+    assert "with the installed irlib's rules: 0 verdict(s) differ" in md
+    section = md.split("## Replays (today's rules)")[1]
+    row = next(line for line in section.splitlines() if line.startswith(f"| [{run.name}]"))
+    assert "DOWN: bad-deploy (0.95)" in row and row.rstrip(" |").endswith("the same")
+    assert list((opened.folder / "replays").glob("*/*-p1_system_unavailable-replay"))
+    assert len(inc.load(tmp_path, opened.id).entries) == entries  # the timeline is the incident's
