@@ -15,7 +15,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
-from irlib.lab.kube import defaults, resources, tables
+from irlib.lab.kube import defaults, protobuf, rbac, resources, tables
 from irlib.lab.kube.meta import Obj
 from irlib.lab.kube.metrics import Metrics
 from irlib.lab.kube.patch import apply_patch
@@ -139,6 +139,7 @@ class Rest:
                 meta[key] = old["metadata"][key]
             if res is PODS:  # a pod's spec is mostly immutable; keep what the cluster set
                 obj["spec"].setdefault("nodeName", old["spec"].get("nodeName"))
+        rbac.validate(res.kind, obj, old)
         return defaults.apply_defaults(res.kind, obj)
 
     def create(self, res: Resource, namespace: str | None, body: Any, request: Request) -> Response:
@@ -286,15 +287,14 @@ class Rest:
 
     @staticmethod
     async def body(request: Request) -> Any:
-        if "protobuf" in request.headers.get("content-type", ""):
-            raise StoreError(
-                415,
-                "UnsupportedMediaType",
-                "the lab's Kubernetes API accepts JSON bodies only, not protobuf",
-            )
         raw = await request.body()
         if not raw:
             raise bad_request("the body of the request was empty")
+        if "protobuf" in request.headers.get("content-type", ""):
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as exc:
+                raise StoreError(415, "UnsupportedMediaType", str(exc)) from None
         try:
             return json.loads(raw)
         except json.JSONDecodeError:
