@@ -498,3 +498,60 @@ def test_discovery_lists_the_rbac_and_review_groups(emu: Emulator) -> None:
         assert name in resources, name
     accounts = emu.kubectl("get", "serviceaccounts", "-A").stdout
     assert re.search(r"^trading\s+default\s+0\s", accounts, re.M)
+
+
+def test_nobody_grants_rights_they_do_not_hold(emu: Emulator) -> None:
+    token = _account(emu, "role-maker")
+    makes = {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["create", "get"],
+    }
+    reads = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
+    _apply(
+        emu,
+        _role("role-maker", [makes, reads]),
+        _binding("role-maker", "role-maker", [_sa("role-maker")]),
+        _role("pods-admin", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]),
+    )
+    maker = ("--token", token, "-n", NS)
+    emu.kubectl(*maker, "create", "role", "maker-reads", "--verb=get", "--resource=pods")
+    emu.kubectl(*maker, "create", "rolebinding", "maker-reads", "--role=maker-reads",
+                "--serviceaccount=trading:default")  # fmt: skip
+    more = emu.kubectl(
+        *maker, "create", "role", "maker-deletes", "--verb=get,delete", "--resource=pods",
+        check=False,
+    )  # fmt: skip
+    assert more.returncode == 1
+    assert (
+        'roles.rbac.authorization.k8s.io "maker-deletes" is forbidden: user '
+        '"system:serviceaccount:trading:role-maker"'
+    ) in more.stderr
+    assert "is attempting to grant RBAC permissions not currently held" in more.stderr
+    assert '{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}' in more.stderr
+    bind = (
+        "create",
+        "rolebinding",
+        "maker-admin",
+        "--role=pods-admin",
+        "--serviceaccount=trading:default",
+    )
+    refused = emu.kubectl(*maker, *bind, check=False)
+    assert refused.returncode == 1 and "not currently held" in refused.stderr
+    # the `bind` verb on that role is what lets one bind it without holding its rights
+    _apply(
+        emu,
+        _role(
+            "role-maker-bind",
+            [
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["roles"],
+                    "resourceNames": ["pods-admin"],
+                    "verbs": ["bind"],
+                }
+            ],
+        ),
+        _binding("role-maker-bind", "role-maker-bind", [_sa("role-maker")]),
+    )
+    emu.kubectl(*maker, *bind)

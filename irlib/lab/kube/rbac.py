@@ -311,3 +311,100 @@ def _go_ref(ref: dict[str, Any]) -> str:
         f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", Kind:"{ref.get("kind", "")}", '
         f'Name:"{ref.get("name", "")}"}}'
     )
+
+
+# -- escalation: nobody grants what they do not hold ---------------------------------------
+
+
+def _atoms(rule: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A rule broken down into one verb, group, resource and name each (BreakdownRule)."""
+    for verb in rule.get("verbs") or []:
+        for url in rule.get("nonResourceURLs") or []:
+            yield {"verbs": [verb], "nonResourceURLs": [url]}
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                for name in rule.get("resourceNames") or [None]:
+                    atom: dict[str, Any] = {
+                        "verbs": [verb],
+                        "apiGroups": [group],
+                        "resources": [resource],
+                    }
+                    if name is not None:
+                        atom["resourceNames"] = [name]
+                    yield atom
+
+
+def _covers(owner: dict[str, Any], atom: dict[str, Any]) -> bool:
+    if not _has(owner.get("verbs"), atom["verbs"][0]):
+        return False
+    if "nonResourceURLs" in atom:
+        return _url_matches(owner.get("nonResourceURLs"), atom["nonResourceURLs"][0])
+    resource = atom["resources"][0]
+    _, _, sub = resource.partition("/")
+    resources = owner.get("resources") or []
+    names = owner.get("resourceNames") or []
+    return (
+        _has(owner.get("apiGroups"), atom["apiGroups"][0])
+        and ("*" in resources or resource in resources or (sub and f"*/{sub}" in resources))
+        and (not names or atom.get("resourceNames", [None])[0] in names)
+    )
+
+
+def _go_rule(atom: dict[str, Any]) -> str:
+    def quoted(key: str) -> str:
+        return "[" + " ".join(f'"{v}"' for v in atom.get(key) or []) + "]"
+
+    if "nonResourceURLs" in atom:
+        return f"{{NonResourceURLs:{quoted('nonResourceURLs')}, Verbs:{quoted('verbs')}}}"
+    names = f", ResourceNames:{quoted('resourceNames')}" if atom.get("resourceNames") else ""
+    return (
+        f"{{APIGroups:{quoted('apiGroups')}, Resources:{quoted('resources')}{names}, "
+        f"Verbs:{quoted('verbs')}}}"
+    )
+
+
+class EscalationCheck:
+    """The RBAC REST storage's rule: a Role, ClusterRole or binding is written only by a user
+    who holds every permission it grants, or may `escalate` (roles) or `bind` (bindings)."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    def __call__(self, user: User, kind: str, obj: Obj) -> None:
+        if kind not in RBAC_KINDS or MASTERS in user.groups:
+            return
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace", "") if kind in ("Role", "RoleBinding") else ""
+        if kind in ("Role", "ClusterRole"):
+            plural = "roles" if kind == "Role" else "clusterroles"
+            if self._may(user, "escalate", plural, namespace, meta.get("name", "")):
+                return
+            rules = obj.get("rules") or []
+        else:
+            ref = obj.get("roleRef") or {}
+            plural = "roles" if ref.get("kind") == "Role" else "clusterroles"
+            if self._may(user, "bind", plural, namespace, ref.get("name", "")):
+                return
+            try:
+                rules = self.authorizer._role_rules(ref, namespace)
+            except LookupError:
+                rules = []
+        held = [g.rule for g in self.authorizer.grants(user, namespace) if isinstance(g, Grant)]
+        missing = [a for r in rules for a in _atoms(r) if not any(_covers(h, a) for h in held)]
+        if missing:
+            groups = ", ".join(f'"{g}"' for g in user.groups)
+            resource = f"{kind.lower()}s.{GROUP}"
+            raise StoreError(
+                403,
+                "Forbidden",
+                f'{resource} "{meta.get("name", "")}" is forbidden: user "{user.name}" '
+                f"(groups=[{groups}]) is attempting to grant RBAC permissions not currently "
+                f"held:\n" + "\n".join(_go_rule(a) for a in missing),
+                {"name": meta.get("name", ""), "group": GROUP, "kind": f"{kind.lower()}s"},
+            )
+
+    def _may(self, user: User, verb: str, plural: str, namespace: str, name: str) -> bool:
+        attrs = Attributes(
+            user, verb, True, api_group=GROUP, resource=plural, namespace=namespace, name=name
+        )
+        return self.authorizer.authorize(attrs)[0]

@@ -22,6 +22,7 @@ from irlib.lab.kube.cluster import CLUSTER_AGE
 from irlib.lab.kube.controller import Controller
 from irlib.lab.kube.gate import Gate
 from irlib.lab.kube.patch import PatchError
+from irlib.lab.kube.rbac import EscalationCheck
 from irlib.lab.kube.requestinfo import User
 from irlib.lab.kube.rest import PODS, Rest
 from irlib.lab.kube.reviews import Reviews
@@ -44,8 +45,8 @@ class Api:
         self.config = config
         self.store = Store()
         self.controller = Controller(self.store, config)
-        self.rest = Rest(self.store, self.controller.metrics)
         self.gate = Gate(self.store, config)
+        self.rest = Rest(self.store, self.controller.metrics, EscalationCheck(self.gate.authorizer))
         self.reviews = Reviews(self.store, self.gate.authorizer, self.gate.authenticator)
 
     async def handle(self, request: Request) -> Response:
