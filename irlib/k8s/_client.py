@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -51,15 +52,17 @@ def _connect(
 ) -> tuple[client.ApiClient, str]:
     """The official client's connection and how it was found ("kubeconfig PATH" or
     "in-cluster"); ConfigException when there is none."""
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig, context=context), (
-            f"kubeconfig {kubeconfig}"
-        )
     default = environ.get("KUBECONFIG") or str(Path(environ.get("HOME", "~"), ".kube", "config"))
-    if any(p and Path(p).expanduser().exists() for p in default.split(os.pathsep)):
-        return config.new_client_from_config(config_file=default, context=context), (
-            f"kubeconfig {default}"
-        )
+    found = any(p and Path(p).expanduser().exists() for p in default.split(os.pathsep))
+    path = kubeconfig or (default if found else None)
+    if path:
+        try:
+            return config.new_client_from_config(config_file=path, context=context), (
+                f"kubeconfig {path}"
+            )
+        except (ConfigException, yaml.YAMLError, OSError, ValueError, TypeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigException(f"kubeconfig {path}: {reason}") from e
     token = token_file or environ.get(TOKEN_FILE_ENV) or f"{SERVICE_ACCOUNT_DIR}/token"
     ca = ca_file or environ.get(CA_FILE_ENV) or f"{SERVICE_ACCOUNT_DIR}/ca.crt"
     configuration = client.Configuration()

@@ -79,3 +79,14 @@ def test_the_in_cluster_files_come_from_the_environment_when_the_profile_names_n
         token_file=str(tmp_path / "token"),  # the profile's setting wins over the variable
     )
     assert named.source == "in-cluster"
+
+
+@pytest.mark.parametrize("content", [None, "clusters: ["], ids=["missing", "not-yaml"])
+def test_an_unusable_kubeconfig_is_an_error_naming_it(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    kube = Kube(kubeconfig=str(path), context=None, namespace="trading", environ={})
+    check = checks.check_pods(kube)
+    assert check.status is Status.ERROR
+    assert check.summary.startswith(f"no Kubernetes connection: kubeconfig {path}: ")
