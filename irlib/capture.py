@@ -208,7 +208,7 @@ def _at(record: Mapping[str, Any]) -> dt.datetime:
 def _status(e: TargetError) -> dict[str, Any]:
     """What rebuilds the error: a Refused's status, a MissingToken's variable name."""
     if isinstance(e, Refused):
-        return {"status": e.status_code}
+        return {"status": e.status_code, "permission": e.permission, "api_message": e.api_message}
     if isinstance(e, MissingToken):
         return {"env_name": e.env_name}
     return {}
@@ -223,7 +223,12 @@ def _error(data: Mapping[str, Any]) -> BaseException:
         return _raw_error(str(data["class"]), str(data["message"]))
     cls = _ERRORS.get(str(data["type"]), Unreachable)
     if cls is Refused:
-        return Refused(data["message"], data.get("status"))
+        return Refused(
+            data["message"],
+            data.get("status"),
+            permission=data.get("permission"),
+            api_message=str(data.get("api_message") or ""),
+        )
     if cls is MissingToken:
         return MissingToken(str(data.get("env_name")))
     return cls(data["message"])

@@ -78,11 +78,22 @@ class MissingToken(TargetError):
 
 
 class Refused(TargetError):
-    """`status_code` is the HTTP (or Kubernetes API) status when there was one."""
+    """`status_code` is the HTTP (or Kubernetes API) status when there was one. A Kubernetes
+    403 also says what RBAC must grant (`permission`: verb, group, resource with its
+    subresource, namespace) and the API's own message (it names the account)."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        *,
+        permission: dict[str, str] | None = None,
+        api_message: str = "",
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.permission = permission
+        self.api_message = api_message
 
     @property
     def auth_refused(self) -> bool:
@@ -92,8 +103,13 @@ class Refused(TargetError):
     def facts(self) -> dict[str, Any]:
         if self.status_code is None:
             return {"reachable": True}
-        return {
+        facts: dict[str, Any] = {
             "reachable": True,
             "http_status": self.status_code,
             "auth_refused": self.auth_refused,
         }
+        if self.permission is not None:
+            facts["missing_permission"] = dict(self.permission)
+        if self.api_message:
+            facts["api_message"] = self.api_message
+        return facts

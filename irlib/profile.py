@@ -22,8 +22,15 @@ from irlib.errors import ProfileError
 
 @dataclass(frozen=True)
 class KubernetesTarget:
-    kubeconfig: str | None = None  # None: the client's default ($KUBECONFIG, ~/.kube/config)
+    # None: the client's default ($KUBECONFIG, ~/.kube/config); when neither exists, the
+    # in-cluster configuration: the pod's service-account token and CA (below) and
+    # $KUBERNETES_SERVICE_HOST / $KUBERNETES_SERVICE_PORT, as the kubelet provides them.
+    kubeconfig: str | None = None
     context: str | None = None
+    # where the in-cluster token and CA are: None means $IRLIB_K8S_TOKEN_FILE / $IRLIB_K8S_CA_FILE,
+    # else the kubelet's mount, /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}
+    token_file: str | None = None
+    ca_file: str | None = None
     namespace: str = "trading"
     app_label: str = "app"
     api_deployment: str = "api-service"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from irlib import capture, run_results
+from irlib import capture, postmortem, run_results
 from irlib.archive import RunResult
 from irlib.errors import UsageError
 from irlib.notebooks_dir import notebooks_dir as shipped
@@ -171,3 +171,24 @@ def replay_incident(
             )
         )
     return tuple(rows)
+
+
+def assemble_postmortem(
+    incident: str | None = None,
+    *,
+    outputs_dir: str | Path | None = None,
+    profile_path: str | None = None,
+    replay: bool = True,
+    notebooks_dir: Path | None = None,
+    log: Callable[[str], None] = print_to_stderr,
+) -> postmortem.PostMortem | postmortem.NoIncident:
+    """The post-mortem (irlib.postmortem.assemble), with each run replayed when `replay`."""
+    replays = None
+    if replay:
+
+        def replays(folder: Path) -> tuple[ReplayRow, ...]:
+            return replay_incident(folder, notebooks_dir=notebooks_dir, log=log)
+
+    return postmortem.assemble(
+        incident, outputs_dir=outputs_dir, profile_path=profile_path, replays=replays
+    )

@@ -148,8 +148,8 @@ def guarded(
         check = body()
     except TargetError as e:
         reason = str(e)
-        if isinstance(e, Refused) and e.auth_refused:
-            reason += " (credentials refused)"
+        if isinstance(e, Refused) and e.auth_refused and e.permission is None:
+            reason += " (credentials refused)"  # (a 403 that names its permission says more)
         return Check(
             name,
             target,

@@ -2,31 +2,130 @@
 
 Objects come back as plain dicts in the API's own camelCase (what `kubectl get -o json`
 shows), so checks read like the runbook's kubectl commands. The connection is the official
-client's (its kubeconfig loader, TLS, tokens and exec plugins); the requests are its raw
+client's, found as kubectl finds it: the profile's kubeconfig (context, CA, tokens, exec
+plugins), else $KUBECONFIG or ~/.kube/config, else the in-cluster configuration (the pod's
+service-account token and CA, $KUBERNETES_SERVICE_HOST and _PORT). The requests are its raw
 ones, as kubectl makes them: the generated typed API classes cost a second of imports per
 run (their pydantic models) and a round trip through those models per answer, for objects
 we read as dicts anyway. Every call carries a timeout, and what the client raises leaves as
-irlib's target errors: an API status (403, 404 ...) is Refused with that status, no answer
-in time TimedOut, no connection Unreachable.
+irlib's target errors: an API status (403, 404 ...) is Refused with that status (a 403 names
+the permission that is missing), no answer in time TimedOut, no connection Unreachable.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import urllib3
-from kubernetes import config
+import yaml
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
+from irlib.k8s.permissions import Permission
 
 # kubectl's content types for `kubectl patch` (its default) and `--type merge`
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
+
+
+# where the kubelet mounts a pod's service-account token and CA; overridable for tests and
+# unusual mounts by the profile (token_file, ca_file) or these environment variables
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_FILE_ENV = "IRLIB_K8S_TOKEN_FILE"
+CA_FILE_ENV = "IRLIB_K8S_CA_FILE"
+
+
+def _connect(
+    kubeconfig: str | None,
+    context: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    environ: Mapping[str, str],
+) -> tuple[client.ApiClient, str]:
+    """The official client's connection and how it was found ("kubeconfig PATH" or
+    "in-cluster"); ConfigException when there is none."""
+    default = environ.get("KUBECONFIG") or str(Path(environ.get("HOME", "~"), ".kube", "config"))
+    found = any(p and Path(p).expanduser().exists() for p in default.split(os.pathsep))
+    path = kubeconfig or (default if found else None)
+    if path:
+        try:
+            return config.new_client_from_config(config_file=path, context=context), (
+                f"kubeconfig {path}"
+            )
+        except (ConfigException, yaml.YAMLError, OSError, ValueError, TypeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigException(f"kubeconfig {path}: {reason}") from e
+    token = token_file or environ.get(TOKEN_FILE_ENV) or f"{SERVICE_ACCOUNT_DIR}/token"
+    ca = ca_file or environ.get(CA_FILE_ENV) or f"{SERVICE_ACCOUNT_DIR}/ca.crt"
+    configuration = client.Configuration()
+    try:
+        InClusterConfigLoader(token, ca, environ=dict(environ)).load_and_set(configuration)
+    except ConfigException as e:
+        raise ConfigException(
+            f"no kubeconfig (the profile names none; {default} does not exist) and no "
+            f"in-cluster configuration ({e}; token {token}, CA {ca})"
+        ) from e
+    return client.ApiClient(configuration), "in-cluster"
+
+
+def required_permission(method: str, path: str, query: Mapping[str, str]) -> dict[str, str]:
+    """What RBAC must grant for a request to `path`, as the apiserver reads the URL: verb,
+    API group, resource (with its subresource) and namespace."""
+    parts = [p for p in path.split("/") if p]
+    core = parts[:1] == ["api"]
+    group = "" if core else (parts[1] if len(parts) > 1 else "")
+    rest = parts[2:] if core else parts[3:]
+    namespace = ""
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        namespace, rest = rest[1], rest[2:]
+    resource = "/".join(p for i, p in enumerate(rest) if i != 1)  # pods/log, not pods/x/log
+    named = len(rest) > 1
+    verb = {
+        "GET": "get" if named else ("watch" if query.get("watch") in ("true", "1") else "list"),
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if named else "deletecollection",
+    }.get(method.upper(), method.lower())
+    return {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+
+
+def _forbidden(method: str, path: str, query: Mapping[str, str], body: str | None) -> Refused:
+    """A 403 as the error a check records: the permission that is missing, in RBAC's terms."""
+    need = required_permission(method, path, query)
+    resource = need["resource"]
+    if need["group"]:
+        head, _, sub = resource.partition("/")
+        resource = f"{head}.{need['group']}" + (f"/{sub}" if sub else "")
+    where = f"in namespace {need['namespace']}" if need["namespace"] else "at cluster scope"
+    try:
+        api_message = str(json.loads(body or "{}").get("message", ""))
+    except ValueError:
+        api_message = ""
+    grant = Permission(
+        need["verb"],
+        need["resource"].partition("/")[0],
+        need["group"],
+        need["resource"].partition("/")[2],
+        cluster=not need["namespace"],
+    )
+    return Refused(
+        f"forbidden: cannot {need['verb']} {resource} {where} "
+        f"(`irlib deploy manifests` grants it: {grant.rule_line()})",
+        403,
+        permission=need,
+        api_message=api_message,
+    )
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -48,19 +147,37 @@ class Kube:
             context=target.context,
             namespace=target.namespace,
             timeout_s=timeout_s,
+            token_file=getattr(target, "token_file", None),
+            ca_file=getattr(target, "ca_file", None),
         )
 
     def __init__(
-        self, *, kubeconfig: str | None, context: str | None, namespace: str, timeout_s: float = 5.0
+        self,
+        *,
+        kubeconfig: str | None,
+        context: str | None,
+        namespace: str,
+        timeout_s: float = 5.0,
+        token_file: str | None = None,
+        ca_file: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """Connect as kubectl would (see the module's docstring); `environ` (default
+        os.environ) gives $KUBECONFIG, the in-cluster variables and the file overrides. With
+        no configuration at all every request is Unreachable, naming what was looked for."""
         self.namespace = namespace
         self.timeout_s = timeout_s
-        # a replay reads no kubeconfig and connects nowhere: its answers are the captures
-        self.api = (
-            None
-            if capture.replaying()
-            else config.new_client_from_config(config_file=kubeconfig, context=context)
-        )
+        self.api: client.ApiClient | None = None
+        self.no_config = ""
+        self.source = "replay"
+        if capture.replaying():  # a replay reads no configuration and connects nowhere
+            return
+        try:
+            self.api, self.source = _connect(
+                kubeconfig, context, token_file, ca_file, os.environ if environ is None else environ
+            )
+        except ConfigException as e:
+            self.source, self.no_config = "none", str(e)
 
     def request(
         self,
@@ -88,7 +205,7 @@ class Kube:
     ) -> Any:
         """The request itself (what a replay never makes)."""
         if self.api is None:
-            raise Unreachable("no API connection in a replay")
+            raise Unreachable(f"no Kubernetes connection: {self.no_config or 'a replay'}")
         headers = {"Accept": "application/json, */*"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -104,14 +221,20 @@ class Kube:
             response = self.api.call_api(*request, _request_timeout=self.timeout_s)
             data = response.read()
         except ApiException as e:
+            if e.status == 403:
+                raise _forbidden(method, path, query or {}, e.body) from e
+            if not e.status:  # v37 wraps an SSLError (an untrusted certificate) with status 0
+                raise Unreachable(f"API server: {str(e.reason).splitlines()[-1]}") from e
             raise Refused(f"API answered {e.status}: {e.reason}", e.status) from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if _timed_out(e):
                 raise TimedOut(f"API server: no answer within {self.timeout_s:g} s") from e
             raise Unreachable(f"API server unreachable: {e}") from e
+        text = data.decode("utf-8", errors="replace")
+        if response.status == 403:
+            raise _forbidden(method, path, query or {}, text)
         if not 200 <= response.status <= 299:
             raise Refused(f"API answered {response.status}: {response.reason}", response.status)
-        text = data.decode("utf-8", errors="replace")
         if "json" not in (response.getheader("content-type") or ""):
             return text
         return json.loads(text)

@@ -510,6 +510,8 @@ def check_logs(
             try:
                 text = kube.log(name, tail_lines=tail, since_seconds=since_s)
             except Refused as e:
+                if e.auth_refused:  # 401/403: the check could not look, never "no log"
+                    raise
                 text = f"(no log: {e})"
             pod_lines = text.splitlines()
             errors = [ln for ln in pod_lines if ERROR_LINE.search(ln)]
@@ -554,6 +556,8 @@ def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
                 try:
                     text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
                 except Refused as e:
+                    if e.auth_refused:  # 401/403: the check could not look, never "no log"
+                        raise
                     text = f"(no previous log: {e})"
                 last = [ln for ln in text.splitlines() if ln.strip()]
                 term = cs.get("lastState", {}).get("terminated", {})
@@ -655,6 +659,8 @@ def check_log_matches(
             try:
                 text = kube.log(pod, tail_lines=tail, since_seconds=since_s)
             except Refused as e:
+                if e.auth_refused:  # 401/403: the check could not look, never "no log"
+                    raise
                 text = f"(no log: {e})"
             hits = [ln for ln in text.splitlines() if wanted.search(ln)]
             errors = [ln for ln in hits if ERROR_LINE.search(ln)]
@@ -743,6 +749,8 @@ def check_oom_kills(kube: Kube, *, app: str, app_label: str = "app", tail: int =
                 try:
                     text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
                 except Refused as e:
+                    if e.auth_refused:  # 401/403: the check could not look, never "no log"
+                        raise
                     text = f"(no previous log: {e})"
                 rows.append(
                     {

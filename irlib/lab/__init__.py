@@ -7,7 +7,7 @@ from importlib.util import find_spec
 
 # What only the lab needs (the `lab` extra): its servers and the calibration service's maths.
 # Import names, as pip's distribution names differ (prometheus-client).
-REQUIRES = ("starlette", "uvicorn", "prometheus_client", "numpy", "scipy")
+REQUIRES = ("starlette", "uvicorn", "prometheus_client", "numpy", "scipy", "cryptography")
 EXTRA_HINT = "pip install 'irlib[lab]'"
 
 

@@ -56,7 +56,9 @@ class LabConfig:
         return f"redis://{self.host}:{self.ports['redis']}/0"
 
     def url(self, part: str) -> str:
-        return f"http://{self.host}:{self.ports[part]}"
+        # the Kubernetes API speaks TLS with the lab's CA, as a cluster's does (kube/pki.py)
+        scheme = "https" if part == "kubernetes" else "http"
+        return f"{scheme}://{self.host}:{self.ports[part]}"
 
     @property
     def pods_dir(self) -> Path:
@@ -81,6 +83,11 @@ class LabConfig:
     @property
     def control_file(self) -> Path:
         return Path(self.state_dir) / "control.json"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The Kubernetes API's CA, server certificate, admin token and token signing key."""
+        return Path(self.state_dir) / "pki"
 
     @property
     def kubeconfig(self) -> Path:

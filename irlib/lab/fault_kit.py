@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from irlib.errors import LabError
+from irlib.lab.kube.access import admin_request
 from irlib.lab.lab import Lab
 
 P1_UNAVAILABLE = "p1_system_unavailable"
@@ -45,10 +46,9 @@ def wait(what: str, ready: Callable[[], Any], timeout: float = 20.0) -> None:
 def kube(
     lab: Lab, method: str, path: str, body: dict | None = None, patch: str = "strategic-merge-patch"
 ) -> httpx.Response:
+    """One request to the lab's Kubernetes API as its admin (TLS, bearer token)."""
     headers = {"Content-Type": f"application/{patch}+json"} if body is not None else {}
-    resp = httpx.request(
-        method, lab.config.url("kubernetes") + path, json=body, headers=headers, timeout=5
-    )
+    resp = admin_request(lab.config, method, path, json=body, headers=headers, timeout=5)
     resp.raise_for_status()
     return resp
 

@@ -25,6 +25,7 @@ from irlib.errors import LabError, LabNotRunning
 from irlib.lab import procs, seed, servers
 from irlib.lab.config import PARTS, LabConfig, read_control, write_control
 from irlib.lab.kube import controller_problems, wait_ready, write_kubeconfig
+from irlib.lab.kube.access import ssl_context
 from irlib.profile import (
     HttpTarget,
     KubernetesTarget,
@@ -80,7 +81,15 @@ def _app(name: str, health: str, answer_path: str | None = None) -> Part:
 
 
 def _kube_ready(c: LabConfig) -> bool:
-    return _http_answers(c.url("kubernetes") + "/version", want_ok=True)
+    """The API answers /readyz over TLS verified with the lab's CA (no token needed there)."""
+    try:
+        verify = ssl_context(c)
+    except OSError:  # no CA yet: nothing can be serving
+        return False
+    try:
+        return httpx.get(c.url("kubernetes") + "/readyz", timeout=1.0, verify=verify).is_success
+    except httpx.HTTPError:
+        return False
 
 
 # Start order matters: PostgreSQL first (the seed and every app need it); the Kubernetes API
@@ -266,6 +275,8 @@ class Lab:
         config = self._configure()
         write_control(config, {})
         self.tokens()
+        # the Kubernetes API's CA, certificate and admin token, before any part needs them
+        write_kubeconfig(config)
         self.log(f"starting the drill lab in {self.state_dir}")
         # Redis and Prometheus start in the background while PostgreSQL starts and is seeded:
         # Prometheus spends its first seconds discovering targets anyway.
@@ -277,7 +288,6 @@ class Lab:
         self.log(f"{'seed':<12} ready in {time.monotonic() - t1:.1f} s")
         for part in PART_LIST[1:]:
             self.start_part(part.name)
-        write_kubeconfig(config)
         wait_ready(config, timeout=30)
         self._wait_pods_ready()
         self.write_profile()

@@ -1,7 +1,7 @@
 """The lab's platform apps as real processes against real PostgreSQL and Redis.
 
 One module fixture starts both servers on free ports, seeds the database, serves a fake
-Kubernetes Endpoints object from a thread (the ingress reads it) and runs api, broker,
+Kubernetes Endpoints object from a thread over TLS (the ingress reads it) and runs api, broker,
 market_data and loadgen with `python -m irlib.lab.apps`; everything is stopped by pid.
 """
 
@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ from irlib.lab import procs, servers
 from irlib.lab.apps.__main__ import main as apps_main
 from irlib.lab.apps.ingress import ready_pods
 from irlib.lab.config import PARTS, LabConfig
+from irlib.lab.kube import pki
 from irlib.lab.seed import SYMBOLS, create_schema_and_seed
 from tests.helpers import wait_until
 
@@ -64,12 +66,15 @@ def endpoints(ready: list[str], not_ready: list[str] | None = None) -> dict[str,
 
 
 class FakeKubernetes:
-    """Serves one Endpoints object (or 503 while `answer` is None) and counts the polls."""
+    """Serves one Endpoints object (or 503 while `answer` is None) and counts the polls: over
+    TLS with the lab's server certificate, 401 to a request without the lab admin's token."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, config: LabConfig) -> None:
         self.answer: dict[str, Any] | None = None
         self.polls = 0
         owner = self
+        pki.ensure(config)
+        bearer = f"Bearer {pki.read(config, pki.ADMIN_TOKEN)}"
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -77,6 +82,8 @@ class FakeKubernetes:
                 answer = owner.answer
                 body = json.dumps(answer or {"kind": "Status"}).encode()
                 code = 200 if answer is not None and self.path == ENDPOINTS_PATH else 503
+                if self.headers.get("Authorization") != bearer:
+                    code = 401
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -86,7 +93,10 @@ class FakeKubernetes:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = ThreadingHTTPServer((config.host, config.ports["kubernetes"]), Handler)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(pki.path(config, pki.SERVER_CERT), pki.path(config, pki.SERVER_KEY))
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -160,7 +170,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     for d in (config.logs_dir, config.run_dir, config.pods_dir):
         d.mkdir(parents=True, exist_ok=True)
     config.save()
-    kube = FakeKubernetes(config.host, ports["kubernetes"])
+    kube = FakeKubernetes(config)
     env = {
         **os.environ,
         "IRLIB_ADMIN_TOKEN": ADMIN_TOKEN,

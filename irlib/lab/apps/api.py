@@ -46,6 +46,7 @@ from irlib.lab.apps._common import (
 from irlib.lab.apps.fault_switches import FaultSwitches
 from irlib.lab.apps.ingress import Ingress, PodLogs, RequestMetrics, Upstream
 from irlib.lab.config import LabConfig
+from irlib.lab.kube.access import ssl_context
 
 ADMIN_TOKEN_ENV = "IRLIB_ADMIN_TOKEN"
 QUOTE_CACHE_MS = 1500
@@ -247,7 +248,9 @@ def build_app(config: LabConfig) -> Starlette:
         )
         app.state.redis = open_redis(config)
         switches.db = app.state.db
-        async with httpx.AsyncClient() as client:
+        # one client for the upstreams: the calibration-service (HTTP) and the Kubernetes API
+        # (HTTPS with the lab's CA, which this context trusts)
+        async with httpx.AsyncClient(verify=ssl_context(config)) as client:
             app.state.http = client
             watcher = asyncio.create_task(upstream.watch(client))
             faults = asyncio.create_task(switches.watch())

@@ -39,6 +39,7 @@ from irlib.lab.apps._common import (
 from irlib.lab.apps.broker import BROKER_TOKEN_ENV
 from irlib.lab.apps.ingress import PodLogs
 from irlib.lab.config import LabConfig
+from irlib.lab.kube.access import async_admin_client
 from irlib.lab.seed import ACCOUNTS, SYMBOLS
 
 log = logging.getLogger("irlib.lab.apps.execution")
@@ -249,7 +250,7 @@ class Engine:
 
     async def run(self) -> None:
         async with (
-            httpx.AsyncClient() as kube,
+            async_admin_client(self.config) as kube,
             httpx.AsyncClient(
                 base_url=self.config.url("broker"), timeout=BROKER_TIMEOUT_S
             ) as broker,

@@ -1,6 +1,7 @@
 """The ingress in front of the api-service pods, played by the API process itself.
 
-Watches the lab's Kubernetes API for the service's Endpoints and serves each request "from"
+Watches the lab's Kubernetes API (as its admin, over TLS: the client passed in trusts the
+lab's CA, kube/access.py) for the service's Endpoints and serves each request "from"
 one ready pod in turn, writing that pod's access log; with no ready pod it answers 503 like
 nginx. It also measures every request for Prometheus.
 """
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from irlib.io import utcnow
 from irlib.lab.apps._common import Json, iso
 from irlib.lab.config import LabConfig
+from irlib.lab.kube.access import admin_headers
 
 log = logging.getLogger("irlib.lab.apps.ingress")
 
@@ -78,6 +80,7 @@ class Upstream:
         self.url = (
             f"{config.url('kubernetes')}/api/v1/namespaces/{config.namespace}/endpoints/{service}"
         )
+        self.headers = admin_headers(config)
         self.pods: list[str] | None = None
         self._turn = itertools.count()
 
@@ -91,7 +94,7 @@ class Upstream:
 
     async def refresh(self, client: httpx.AsyncClient) -> None:
         try:
-            resp = await client.get(self.url, timeout=1.0)
+            resp = await client.get(self.url, headers=self.headers, timeout=1.0)
             if resp.status_code == 200:
                 self.pods = ready_pods(resp.json())
         except (httpx.HTTPError, ValueError, TypeError, AttributeError):

@@ -1,12 +1,14 @@
 """The drill lab's Kubernetes API: an emulated cluster that kubectl and the Python client use.
 
-`python -m irlib.lab.kube STATE_DIR` serves it on the lab's `kubernetes` port; the lab writes
-a kubeconfig for it with `write_kubeconfig`, waits for it with `wait_ready`, and asks
+`python -m irlib.lab.kube STATE_DIR` serves it over TLS on the lab's `kubernetes` port; the
+lab makes its credentials (pki.py) and an admin kubeconfig for it with `write_kubeconfig`
+(the CA and the admin's bearer token inside), waits for it with `wait_ready`, and asks
 `controller_problems` whether its controller's loops are failing.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -17,18 +19,33 @@ import yaml
 
 from irlib.errors import LabError
 from irlib.lab.config import LabConfig
+from irlib.lab.kube import pki
+from irlib.lab.kube.access import admin_request, ssl_context
 
 CLUSTER = CONTEXT = USER = "irlib-lab"
 
-__all__ = ["controller_problems", "kubeconfig_dict", "wait_ready", "write_kubeconfig"]
+__all__ = [
+    "admin_request",
+    "controller_problems",
+    "kubeconfig_dict",
+    "wait_ready",
+    "write_kubeconfig",
+]
 STALE_AFTER = 60.0  # no controller pass for this long is itself a failure (a pass takes < 1 s)
 
 
+def ca_data(config: LabConfig) -> str:
+    """The lab CA's PEM, base64 as a kubeconfig's `certificate-authority-data` holds it."""
+    return base64.b64encode(pki.path(config, pki.CA_CERT).read_bytes()).decode()
+
+
 def kubeconfig_dict(config: LabConfig) -> dict[str, object]:
+    """The admin kubeconfig: the lab's CA and the admin user's token (group system:masters)."""
+    cluster = {"server": config.url("kubernetes"), "certificate-authority-data": ca_data(config)}
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER, "cluster": {"server": config.url("kubernetes")}}],
+        "clusters": [{"name": CLUSTER, "cluster": cluster}],
         "contexts": [
             {
                 "name": CONTEXT,
@@ -36,28 +53,31 @@ def kubeconfig_dict(config: LabConfig) -> dict[str, object]:
             }
         ],
         "current-context": CONTEXT,
-        "users": [{"name": USER, "user": {}}],
+        "users": [{"name": USER, "user": {"token": pki.read(config, pki.ADMIN_TOKEN)}}],
         "preferences": {},
     }
 
 
 def write_kubeconfig(config: LabConfig) -> Path:
-    """Write `config.kubeconfig` (mode 600, as kubectl likes it) and return its path."""
+    """Make the API's credentials if missing, write `config.kubeconfig` (mode 600: it holds
+    the admin token) and return its path."""
+    pki.ensure(config)
     path = config.kubeconfig
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(kubeconfig_dict(config), sort_keys=False))
-    path.chmod(0o600)
+    pki.write_private(path, yaml.safe_dump(kubeconfig_dict(config), sort_keys=False).encode())
     return path
 
 
 def wait_ready(config: LabConfig, timeout: float) -> None:
-    """Poll `/readyz` until the API answers; LabError after `timeout` seconds."""
+    """Poll `/readyz` (TLS verified with the lab's CA) until the API answers; LabError after
+    `timeout` seconds."""
     url = config.url("kubernetes") + "/readyz"
     deadline = time.monotonic() + timeout
     last = "no answer"
+    verify = ssl_context(config)
     while time.monotonic() < deadline:
         try:
-            resp = httpx.get(url, timeout=1.0)
+            resp = httpx.get(url, timeout=1.0, verify=verify)
             if resp.status_code == 200:
                 return
             last = f"HTTP {resp.status_code}"

@@ -1,6 +1,7 @@
 """`python -m irlib.lab.kube STATE_DIR`: serve the lab's Kubernetes API until SIGTERM.
 
-Reads `lab.json` in STATE_DIR for the host and port; plain HTTP, uvicorn at log level warning.
+Reads `lab.json` in STATE_DIR for the host and port; TLS with the server certificate the lab
+made (pki.py), uvicorn at log level warning.
 Exits 0 after a SIGTERM or SIGINT, open watches and log streams cut after one second.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from irlib.lab.config import LabConfig
+from irlib.lab.kube import pki
 from irlib.lab.kube.server import create_app
 
 
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> int:
     # the controller's loop failures (loop_health) land in logs/kubernetes.log with a time
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     config.pods_dir.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in pki.FILES if not pki.path(config, name).exists()]
+    if missing:  # the lab makes them (write_kubeconfig) before it starts this process
+        print(f"missing in {config.pki_dir}: {', '.join(missing)}", file=sys.stderr)
+        return 2
     server = _Server(
         uvicorn.Config(
             create_app(config),
@@ -48,6 +54,8 @@ def main(argv: list[str]) -> int:
             log_level="warning",
             timeout_graceful_shutdown=1,  # open watches must not hold up a stop
             lifespan="on",
+            ssl_certfile=str(pki.path(config, pki.SERVER_CERT)),
+            ssl_keyfile=str(pki.path(config, pki.SERVER_KEY)),
         )
     )
     server.run()

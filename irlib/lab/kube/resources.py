@@ -25,7 +25,7 @@ class Resource:
     verbs: tuple[str, ...] = ALL_VERBS
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    stored: bool = True  # False: computed on request (metrics)
+    stored: bool = True  # False: computed on request (metrics, reviews)
     has_status: bool = True  # spec writes leave status alone (a status subresource)
 
     @property
@@ -54,6 +54,9 @@ def _r(group_version: str, plural: str, kind: str, short: str = "", **kw: Any) -
 
 ALL = ("all",)
 METRICS: dict[str, Any] = {"singular": "", "verbs": ("get", "list"), "stored": False}
+# the authorization and authentication reviews: created, answered, never stored
+REVIEW: dict[str, Any] = {"verbs": ("create",), "stored": False, "namespaced": False}
+RBAC = "rbac.authorization.k8s.io/v1"
 RESOURCES: list[Resource] = [
     _r("v1", "namespaces", "Namespace", "ns", namespaced=False),
     _r("v1", "nodes", "Node", "no", namespaced=False),
@@ -91,7 +94,24 @@ RESOURCES: list[Resource] = [
     _r("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", has_status=False),
     _r("metrics.k8s.io/v1beta1", "nodes", "NodeMetrics", namespaced=False, **METRICS),
     _r("metrics.k8s.io/v1beta1", "pods", "PodMetrics", **METRICS),
+    _r("v1", "serviceaccounts", "ServiceAccount", "sa", has_status=False, subresources=("token",)),
+    _r(RBAC, "roles", "Role", has_status=False),
+    _r(RBAC, "rolebindings", "RoleBinding", has_status=False),
+    _r(RBAC, "clusterroles", "ClusterRole", namespaced=False, has_status=False),
+    _r(RBAC, "clusterrolebindings", "ClusterRoleBinding", namespaced=False, has_status=False),
+    _r("authorization.k8s.io/v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", **REVIEW),
+    _r("authorization.k8s.io/v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", **REVIEW),
+    _r("authorization.k8s.io/v1", "subjectaccessreviews", "SubjectAccessReview", **REVIEW),
+    _r(
+        "authorization.k8s.io/v1",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        **{**REVIEW, "namespaced": True},
+    ),
+    _r("authentication.k8s.io/v1", "selfsubjectreviews", "SelfSubjectReview", **REVIEW),
+    _r("authentication.k8s.io/v1", "tokenreviews", "TokenReview", **REVIEW),
 ]
+REVIEW_GROUPS = ("authorization.k8s.io", "authentication.k8s.io")
 
 BY_GROUP_VERSION: dict[str, dict[str, Resource]] = {}
 for _res in RESOURCES:
@@ -178,6 +198,10 @@ def _subresource_entry(r: Resource, sub: str) -> dict[str, Any]:
         entry.update(group="autoscaling", version="v1", kind="Scale")
     elif sub == "log":
         entry.update(kind="Pod", verbs=["get"])
+    elif sub == "token":
+        entry.update(
+            group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"]
+        )
     return entry
 
 

@@ -15,10 +15,11 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
-from irlib.lab.kube import defaults, resources, tables
+from irlib.lab.kube import defaults, protobuf, rbac, resources, tables
 from irlib.lab.kube.meta import Obj
 from irlib.lab.kube.metrics import Metrics
 from irlib.lab.kube.patch import apply_patch
+from irlib.lab.kube.rbac import EscalationCheck
 from irlib.lab.kube.resources import Resource
 from irlib.lab.kube.selectors import selector_string
 from irlib.lab.kube.store import Query, Store, StoreError
@@ -31,9 +32,10 @@ SCALABLE = {"Deployment", "ReplicaSet", "StatefulSet"}
 
 
 class Rest:
-    def __init__(self, store: Store, metrics: Metrics) -> None:
+    def __init__(self, store: Store, metrics: Metrics, escalation: EscalationCheck) -> None:
         self.store = store
         self.metrics = metrics
+        self.escalation = escalation  # RBAC objects: nobody grants what they do not hold
 
     def query(self, request: Request, namespace: str | None) -> Query:
         return Query(
@@ -108,7 +110,9 @@ class Rest:
     def _dry_run(request: Request) -> bool:
         return bool(request.query_params.getlist("dryRun"))
 
-    def _prepare(self, res: Resource, obj: Obj, namespace: str | None, old: Obj | None) -> Obj:
+    def _prepare(
+        self, request: Request, res: Resource, obj: Obj, namespace: str | None, old: Obj | None
+    ) -> Obj:
         if not isinstance(obj, dict):
             raise bad_request("the object must be a JSON object")
         meta = obj.setdefault("metadata", {})
@@ -139,13 +143,15 @@ class Rest:
                 meta[key] = old["metadata"][key]
             if res is PODS:  # a pod's spec is mostly immutable; keep what the cluster set
                 obj["spec"].setdefault("nodeName", old["spec"].get("nodeName"))
+        rbac.validate(res.kind, obj, old)
+        self.escalation(request.state.user, res.kind, obj)
         return defaults.apply_defaults(res.kind, obj)
 
     def create(self, res: Resource, namespace: str | None, body: Any, request: Request) -> Response:
         self._need_namespace(res, namespace)
         if res.kind in SCALABLE | {"Pod"} and isinstance(body, dict):
             body.pop("status", None)
-        obj = self._prepare(res, body, namespace, None)
+        obj = self._prepare(request, res, body, namespace, None)
         if self._dry_run(request):
             return json_response(obj, 201)
         return json_response(self.store.create(res, obj), 201)
@@ -171,7 +177,7 @@ class Rest:
         if body.get("metadata", {}).get("name", name) != name:
             raise bad_request("the name of the object does not match the name on the URL")
         body.setdefault("metadata", {})["name"] = name
-        obj = self._prepare(res, body, namespace, current)
+        obj = self._prepare(request, res, body, namespace, current)
         if self._dry_run(request):
             return json_response(obj)
         return json_response(self.store.update(res, obj))
@@ -192,7 +198,7 @@ class Rest:
             raise bad_request("the patch did not produce an object")
         self._check_version(res, obj, current)
         obj.setdefault("metadata", {})["name"] = name
-        obj = self._prepare(res, obj, namespace, current)
+        obj = self._prepare(request, res, obj, namespace, current)
         if self._dry_run(request):
             return json_response(obj)
         return json_response(self.store.update(res, obj))
@@ -286,15 +292,14 @@ class Rest:
 
     @staticmethod
     async def body(request: Request) -> Any:
-        if "protobuf" in request.headers.get("content-type", ""):
-            raise StoreError(
-                415,
-                "UnsupportedMediaType",
-                "the lab's Kubernetes API accepts JSON bodies only, not protobuf",
-            )
         raw = await request.body()
         if not raw:
             raise bad_request("the body of the request was empty")
+        if "protobuf" in request.headers.get("content-type", ""):
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as exc:
+                raise StoreError(415, "UnsupportedMediaType", str(exc)) from None
         try:
             return json.loads(raw)
         except json.JSONDecodeError:

@@ -1,12 +1,14 @@
 """The emulated Kubernetes API as a Starlette app: URL routing (`/api/v1/...`,
 `/apis/<group>/<version>/...`), discovery, and the lifespan that builds the cluster and runs
-its controller. Verbs are in rest.py, watches in watch.py, logs in podlogs.py.
+its controller. Every request passes the gate (gate.py: token, impersonation, RBAC) first.
+Verbs are in rest.py, watches in watch.py, logs in podlogs.py, access reviews in reviews.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -15,10 +17,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from irlib.lab.config import LabConfig
-from irlib.lab.kube import openapi, podlogs, resources
+from irlib.lab.kube import openapi, podlogs, policy, resources
+from irlib.lab.kube.cluster import CLUSTER_AGE
 from irlib.lab.kube.controller import Controller
+from irlib.lab.kube.gate import Gate
 from irlib.lab.kube.patch import PatchError
+from irlib.lab.kube.rbac import EscalationCheck
+from irlib.lab.kube.requestinfo import User
 from irlib.lab.kube.rest import PODS, Rest
+from irlib.lab.kube.reviews import Reviews
 from irlib.lab.kube.store import Store, StoreError
 from irlib.lab.kube.watch import watch_response
 from irlib.lab.kube.wire import (
@@ -30,6 +37,7 @@ from irlib.lab.kube.wire import (
 )
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+SERVICEACCOUNTS = resources.resource("serviceaccounts")
 
 
 class Api:
@@ -37,10 +45,15 @@ class Api:
         self.config = config
         self.store = Store()
         self.controller = Controller(self.store, config)
-        self.rest = Rest(self.store, self.controller.metrics)
+        self.gate = Gate(self.store, config)
+        self.rest = Rest(self.store, self.controller.metrics, EscalationCheck(self.gate.authorizer))
+        self.reviews = Reviews(self.store, self.gate.authorizer, self.gate.authenticator)
 
     async def handle(self, request: Request) -> Response:
         try:
+            request.state.user = self.gate.admit(
+                request.method, request.url.path, request.url.query, request.headers
+            )
             return await self._route(request)
         except StoreError as exc:
             return error_response(exc)
@@ -94,6 +107,10 @@ class Api:
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         method, api = request.method, self.rest
+        if res.group in resources.REVIEW_GROUPS and name is None and method == "POST":
+            user: User = request.state.user
+            answer = self.reviews.answer(res, namespace, await api.body(request), user)
+            return json_response(answer, 201)
         if not res.stored:
             return api.read_metrics(request, res, namespace, name)
         if name is None:
@@ -116,6 +133,8 @@ class Api:
                 return api.delete(res, namespace, name)
         elif sub == "log" and res is PODS and method == "GET":
             return self._log(request, namespace or "", name)
+        elif sub == "token" and res is SERVICEACCOUNTS and method == "POST" and namespace:
+            return json_response(self.reviews.token(namespace, name, await api.body(request)), 201)
         elif sub == "scale" and sub in res.subresources:
             return await api.scale(request, res, namespace, name)
         elif sub == "status" and method in ("GET", "PUT", "PATCH"):
@@ -143,6 +162,7 @@ def create_app(config: LabConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await api.controller.bootstrap()
+        policy.bootstrap(api.store, time.time() - CLUSTER_AGE)
         task = asyncio.create_task(api.controller.run())
         yield
         task.cancel()

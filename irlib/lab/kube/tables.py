@@ -446,6 +446,52 @@ INGRESS: Printer = (
     ingress_row,
 )
 
+
+def serviceaccount_row(sa: Obj, now: float) -> list[Any]:
+    return [
+        sa["metadata"]["name"],
+        len(sa.get("secrets") or []),
+        age(sa["metadata"].get("creationTimestamp"), now),
+    ]
+
+
+SERVICEACCOUNT: Printer = ([NAME, ("Secrets", "integer", 0), AGE], serviceaccount_row)
+
+
+def binding_row(b: Obj, now: float) -> list[Any]:
+    ref = b.get("roleRef") or {}
+    subjects = b.get("subjects") or []
+
+    def names(kind: str) -> str:
+        return ", ".join(
+            (f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount"
+             else s.get("name", ""))
+            for s in subjects
+            if s.get("kind") == kind
+        )  # fmt: skip
+
+    return [
+        b["metadata"]["name"],
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        age(b["metadata"].get("creationTimestamp"), now),
+        names("User"),
+        names("Group"),
+        names("ServiceAccount"),
+    ]
+
+
+BINDING: Printer = (
+    [
+        NAME,
+        ("Role", "string", 0),
+        AGE,
+        ("Users", "string", 1),
+        ("Groups", "string", 1),
+        ("ServiceAccounts", "string", 1),
+    ],
+    binding_row,
+)
+
 GENERIC: Printer = (
     [NAME, ("Created At", "date", 0)],
     lambda o, now: [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")],
@@ -464,6 +510,9 @@ PRINTERS: dict[str, Printer] = {
     "Endpoints": ENDPOINTS,
     "EndpointSlice": ENDPOINTSLICE,
     "Ingress": INGRESS,
+    "ServiceAccount": SERVICEACCOUNT,
+    "RoleBinding": BINDING,
+    "ClusterRoleBinding": BINDING,
 }
 
 DESCRIPTIONS = {
