@@ -19,6 +19,7 @@ from irlib.run_results import CRASHED, RunResults
 TOP_CAUSES = 3
 ANCHOR = "irlib-summary"  # the summary's own id, for a link or a test
 CRASH_MARKER_TAG = "irlib-crash-marker"  # irlib.runner's cell after the one that failed
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"  # papermill's, before the cell that raised
 
 
 def summary_html(results: RunResults, notebook: Any | None = None) -> str:
@@ -89,10 +90,11 @@ def _verdict_head(
 
 def _facts(results: RunResults) -> str:
     mode = results.mode or "headless"
-    counts = (results.verdict or {}).get("counts") or {}
-    checks = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or (
-        f"{len(results.checks)} recorded" if results.checks else "none recorded"
-    )
+    counts = dict((results.verdict or {}).get("counts") or {})
+    if not counts:  # no verdict (a crash): count the checks that were recorded
+        for check in results.checks:
+            counts[str(check.get("status"))] = counts.get(str(check.get("status")), 0) + 1
+    checks = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "none recorded"
     rows = [
         ("incident", results.incident),
         ("runbook", results.runbook),
@@ -192,10 +194,14 @@ def sections(notebook: Any) -> list[tuple[int, str, str]]:
         cell_id = cell.get("id")
         if not cell_id or cell.get("cell_type") != "markdown":
             continue
-        if CRASH_MARKER_TAG in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        source = str(cell.get("source", ""))
+        if CRASH_MARKER_TAG in tags or (
+            PAPERMILL_ERROR_TAG in tags and 'id="papermill-error-cell"' in source
+        ):
             out.append((1, "where the run stopped", f"cell-id={cell_id}"))
             continue
-        for line in str(cell.get("source", "")).splitlines():
+        for line in source.splitlines():
             stripped = line.lstrip()
             if stripped.startswith("#"):
                 level = len(stripped) - len(stripped.lstrip("#"))
