@@ -41,6 +41,7 @@ def summary_html(results: RunResults, notebook: Any | None = None) -> str:
         )
     parts.append(_verdict_head(results, verdict, state, fg, bg))
     parts.append(_facts(results))
+    parts.append(_runbooks(verdict.get("runbooks") or {}))
     parts.append(_causes(verdict.get("causes") or []))
     parts.append(_mitigations(verdict.get("mitigations") or [], results.mitigations))
     parts.append(_could_not_check(verdict.get("could_not_check") or []))
@@ -116,6 +117,18 @@ def _facts(results: RunResults) -> str:
     return f'<table style="margin:4px 0">{cells}</table>'
 
 
+def _runbooks(runbooks: Mapping[str, Any]) -> str:
+    """A drill's verdict per runbook (the health drill's results carry one each)."""
+    if not runbooks:
+        return ""
+    rows = [
+        {"runbook": name, "state": r.get("state"), "summary": r.get("summary")}
+        for name, r in runbooks.items()
+        if isinstance(r, Mapping)
+    ]
+    return "<p style='margin:8px 0 2px 0'><b>Runbooks</b></p>" + tables.html_table(rows)
+
+
 def _causes(causes: list[Mapping[str, Any]]) -> str:
     if not causes:
         return "<p><b>Probable causes</b>: none named.</p>"
@@ -128,6 +141,11 @@ def _causes(causes: list[Mapping[str, Any]]) -> str:
             f"{html.escape(str(c.get('title') or ''))}<br>"
             f"<span>evidence: {html.escape(str(c.get('evidence') or ''))}</span>"
             + (f"<br><small>from the checks: {html.escape(supported)}</small>" if supported else "")
+            + (
+                f"<br>what to do: {html.escape(str(c['advice']))}"
+                if c.get("advice") and not c.get("mitigations")
+                else ""
+            )
             + "</li>"
         )
     more = len(causes) - TOP_CAUSES

@@ -145,3 +145,24 @@ def test_the_summary_opens_the_page() -> None:
     assert out.index("<div id='s'>") > out.index("<main>") > out.index("<body")
     assert out.endswith("<div>cells")
     assert with_summary("<p>x</p>", "S").index("S") < with_summary("<p>x</p>", "S").index("<p>")
+
+
+def test_a_health_drill_says_each_runbooks_state_and_a_cause_without_mitigation_its_advice() -> (
+    None
+):
+    drill = results(
+        runbook="health_drill",
+        verdict={
+            "state": "down",
+            "summary": "down: redis-down",
+            "causes": [{**CAUSE, "id": "redis-down", "mitigations": [], "advice": "restart it"}],
+            "drill": "health",
+            "runbooks": {
+                "p1_system_unavailable": {"state": "down", "summary": "down: redis-down"},
+                "p2_high_latency": {"state": "healthy", "summary": "healthy: 8 checks passed"},
+            },
+        },
+    )
+    page = summary_html(drill)
+    assert "p2_high_latency" in page and ">HEALTHY<" in page and ">DOWN<" in page
+    assert "what to do: restart it" in page
