@@ -41,7 +41,9 @@ WORD_COLOURS: dict[str, tuple[str, str]] = {
 }
 # Columns whose words are statuses; any other column is shown as it is.
 STATUS_COLUMNS = ("status", "state", "outcome", "verdict")
-_WRAP = "white-space: pre-wrap; overflow-wrap: anywhere; max-width: 48em"
+# Long text wraps at spaces (a long token breaks only when it must: `anywhere` would let the
+# browser squeeze a column down to one letter a line, headers included).
+_WRAP = "white-space: pre-wrap; overflow-wrap: break-word; max-width: 48em"
 
 
 def format_duration(seconds: Any) -> str:
@@ -120,7 +122,10 @@ def styled(frame: Any, *, status: Iterable[str] = STATUS_COLUMNS) -> Any:
     numeric = [
         c
         for c in frame.columns
-        if c not in durations and c not in statuses and pd.api.types.is_numeric_dtype(frame[c])
+        if c not in durations
+        and c not in statuses
+        and pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_bool_dtype(frame[c])
     ]
     text = [c for c in frame.columns if c not in durations and c not in numeric]
 
@@ -135,7 +140,8 @@ def styled(frame: Any, *, status: Iterable[str] = STATUS_COLUMNS) -> Any:
     ]
     for c in text:
         i = frame.columns.get_loc(c)
-        styles.append({"selector": f"td.col{i}, th.col_heading.col{i}", "props": _LEFT})
+        styles.append({"selector": f"td.col{i}", "props": _LEFT})
+        styles.append({"selector": f"th.col_heading.col{i}", "props": "text-align: left"})
     styler = styler.set_table_styles(styles)
     for c in statuses:
         styler = styler.map(status_css, subset=[c])
@@ -182,6 +188,8 @@ def _upper(value: Any) -> str:
 def _text(value: Any) -> str:
     if value is None or _is_nan(value):
         return ""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "yes" if value else "no"
     if isinstance(value, float):
         return format_number(value)
     return str(value)

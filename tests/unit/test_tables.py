@@ -72,6 +72,11 @@ def test_the_checks_table_is_worst_first_with_durations_in_ms() -> None:
     assert "12 ms" in page and "1.50 s" in page and "0.012000" not in page
 
 
+def test_a_yes_or_no_column_reads_as_words() -> None:
+    page = tables.html_table([{"mitigation": "rollback:api-service", "recommended": True}])
+    assert ">yes<" in page and "True" not in page
+
+
 def test_an_empty_table_says_so_when_asked() -> None:
     assert tables.html_table([], empty="<p>(none)</p>") == "<p>(none)</p>"
     assert "<table" in tables.html_table([{"a": 1}])
