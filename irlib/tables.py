@@ -8,6 +8,7 @@ to nothing and imports only pandas, lazily; the values stay as they are (results
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 from collections.abc import Iterable, Mapping
@@ -134,6 +135,9 @@ def styled(frame: Any, *, status: Iterable[str] = STATUS_COLUMNS) -> Any:
     formats.update({c: _upper for c in statuses})
     formats.update({c: _text for c in text if c not in statuses})
     styler = frame.style.format(formats, escape="html").hide(axis="index")
+    # ids from the content, not random: the same table renders the same HTML every time
+    content = repr((list(map(str, frame.columns)), frame.to_dict("records")))
+    styler = styler.set_uuid("irlib-" + hashlib.sha1(content.encode()).hexdigest()[:10])
     styles: list[dict[str, Any]] = [
         {"selector": "", "props": "border-collapse: collapse"},
         {"selector": "td, th", "props": "vertical-align: top; padding: 2px 8px"},

@@ -72,6 +72,12 @@ def test_the_checks_table_is_worst_first_with_durations_in_ms() -> None:
     assert "12 ms" in page and "1.50 s" in page and "0.012000" not in page
 
 
+def test_the_same_table_renders_the_same_html() -> None:
+    rows = [{"check": "a", "status": "ok", "duration_s": 0.5}]
+    assert tables.html_table(rows) == tables.html_table(rows)
+    assert tables.html_table(rows) != tables.html_table([{**rows[0], "status": "fail"}])
+
+
 def test_a_yes_or_no_column_reads_as_words() -> None:
     page = tables.html_table([{"mitigation": "rollback:api-service", "recommended": True}])
     assert ">yes<" in page and "True" not in page
