@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from irlib import tables
 from irlib.guard import Attempt, Plan, parse_mitigation_id
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class MitigationPanel:
                     "outcome": last.outcome if last else "",
                     "detail": last.detail if last else "",
                     "by": f"{last.operator} ({last.confirmed_by})" if last and ran else "",
-                    "at": last.at if last and ran else "",
+                    "at": tables.format_time(last.at) if last and ran else "",
                 }
             )
         return out
@@ -90,8 +91,6 @@ class MitigationPanel:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from irlib import tables
-
         parts = [
             f"<h3>{html.escape(self.title)}</h3>",
             f"<p>Diagnosis so far: {html.escape(self.verdict.summary)}</p>",

@@ -248,5 +248,4 @@ def _sections(notebook: Any) -> str:
 
 
 def _utc(iso: str) -> str:
-    """`2026-12-05 06:19:51`: an ISO time in UTC, to the second, for people."""
-    return iso.replace("T", " ")[:19] if iso else ""
+    return tables.format_time(iso)

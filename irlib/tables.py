@@ -68,6 +68,22 @@ def format_duration(seconds: Any) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def format_time(iso: str) -> str:
+    """An ISO time as people read it in the evidence: `2026-12-05 06:19:51 UTC` (irlib's times
+    are UTC; to the second); "" for none, the text itself if it is not one."""
+    from datetime import UTC, datetime
+
+    if not iso:
+        return ""
+    try:
+        at = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+
+
 def format_number(value: Any) -> str:
     """A number as a person reads it: integers whole, others with at most 3 significant
     decimals (0.95, 12.35, 1234.6); anything else as str()."""

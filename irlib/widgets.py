@@ -18,7 +18,7 @@ import ipywidgets as w
 
 from irlib.guard import Attempt, Plan
 from irlib.io import utcnow
-from irlib.tables import status_badge
+from irlib.tables import format_time, status_badge
 
 AWAITING = "awaiting confirmation"
 # What a plan's row is in: planned (awaiting a click), running, done (executed) or failed.
@@ -60,7 +60,8 @@ class ConfirmPanel(w.VBox):
                 description=f"Confirm {plan.id}",
                 button_style="danger",
                 tooltip=plan.command,
-                layout=w.Layout(width="auto"),
+                # its own width, whatever its label says: an HBox would shrink it to "Done: r..."
+                layout=w.Layout(width="auto", flex="0 0 auto"),
             )
             status = w.HTML(self._status_html(plan))
             after = w.HTML("")
@@ -76,12 +77,13 @@ class ConfirmPanel(w.VBox):
         before = self.phases[plan.id]
         if before == PLANNED:
             self.phases[plan.id] = RUNNING
-            at = utcnow().isoformat()
+            at = format_time(utcnow().isoformat())
             self.states[plan.id] = f"running: confirmed with the button by {self.operator} at {at}"
             self._show(plan, button, status)
         attempt = self._run(plan, clicked=True)
         if attempt.outcome == "refused" and before in (DONE, FAILED):
-            self.states[plan.id] += f"; clicked again at {attempt.at}: not run twice"
+            again = format_time(attempt.at)
+            self.states[plan.id] += f"; clicked again at {again}: not run twice"
         else:
             self.phases[plan.id] = phase_of(attempt)
             self.states[plan.id] = decided(attempt)
@@ -201,14 +203,12 @@ def decided(attempt: Attempt) -> str:
     how = {"button": "with the button", "--confirm": "by --confirm"}.get(
         attempt.confirmed_by, attempt.confirmed_by or "not confirmed"
     )
+    at = format_time(attempt.at)
     if attempt.outcome == "executed":
-        return f"done: executed by {attempt.operator} at {attempt.at} (confirmed {how})"
+        return f"done: executed by {attempt.operator} at {at} (confirmed {how})"
     if attempt.outcome == "failed":
-        return (
-            f"failed: confirmed {how} by {attempt.operator}, failed at {attempt.at}: "
-            f"{attempt.detail}"
-        )
-    return f"{attempt.outcome} by {attempt.operator} at {attempt.at} ({attempt.detail})"
+        return f"failed: confirmed {how} by {attempt.operator}, failed at {at}: {attempt.detail}"
+    return f"{attempt.outcome} by {attempt.operator} at {at} ({attempt.detail})"
 
 
 def confirm_buttons(

@@ -86,3 +86,9 @@ def test_a_yes_or_no_column_reads_as_words() -> None:
 def test_an_empty_table_says_so_when_asked() -> None:
     assert tables.html_table([], empty="<p>(none)</p>") == "<p>(none)</p>"
     assert "<table" in tables.html_table([{"a": 1}])
+
+
+def test_times_to_the_second_in_utc() -> None:
+    assert tables.format_time("2026-12-05T06:48:31.674013+00:00") == "2026-12-05 06:48:31 UTC"
+    assert tables.format_time("2026-12-05T07:48:31+01:00") == "2026-12-05 06:48:31 UTC"
+    assert tables.format_time("") == "" and tables.format_time("soon") == "soon"
