@@ -70,11 +70,12 @@ def _verdict_head(
     results: RunResults, verdict: Mapping[str, Any], state: str, fg: str, bg: str
 ) -> str:
     if not verdict:
-        said = (
-            "no verdict: the run crashed before its verdict"
-            if results.status == CRASHED
-            else "no verdict: the runbook completed without one"
-        )
+        if results.status == CRASHED:
+            said = "no verdict: the run crashed before its verdict"
+        elif results.mode == "interactive":  # saved before its verdict cell ran
+            said = "no verdict yet: the verdict cell has not run in this session"
+        else:
+            said = "no verdict: the runbook completed without one"
         return (
             f'<div style="background:{bg};color:{fg};padding:6px 10px;font-size:1.3em">'
             f"<b>{html.escape(said)}</b></div>"

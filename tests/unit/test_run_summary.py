@@ -166,3 +166,8 @@ def test_a_health_drill_says_each_runbooks_state_and_a_cause_without_mitigation_
     page = summary_html(drill)
     assert "p2_high_latency" in page and ">HEALTHY<" in page and ">DOWN<" in page
     assert "what to do: restart it" in page
+
+
+def test_a_session_saved_before_its_verdict_says_there_is_none_yet() -> None:
+    page = summary_html(results(verdict=None, mode="interactive"))
+    assert "no verdict yet" in page and "alice (interactive)" in page
