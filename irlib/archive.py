@@ -1,9 +1,10 @@
 """The evidence folder of a run, headless (`irlib run`, irlib.runner) or interactive
 (JupyterLab, irlib.interactive): its name, and the archive step that closes it.
 
-Archiving redacts every file, renders the notebook to HTML (nbconvert, no kernel), writes
-results.json from the run's events.jsonl and manifest.json (sha256 of each file) last, linked
-into the folder's evidence chain and signed when a key is named (irlib.chain). It sits below the
+Archiving redacts every file, writes results.json from the run's events.jsonl, renders the
+notebook to HTML (nbconvert, no kernel) opened by a summary of those results
+(irlib.run_summary), and writes manifest.json (sha256 of each file) last, linked into the
+folder's evidence chain and signed when a key is named (irlib.chain). It sits below the
 runbooks and the runner: it imports neither, so both archive the same way.
 """
 
@@ -90,9 +91,6 @@ def archive(
     notebook_path = run_dir / NOTEBOOK
     for path in _files(run_dir):
         evidence.redact_file(path, secrets)
-    if html and notebook_path.is_file():
-        _render_html(notebook_path, run_dir / HTML, f"{runbook} {incident}")
-
     events = evidence.read_records(run_dir / evidence.EVENTS_FILE)
     verdicts = [e["data"] for e in events if e["kind"] == "verdict"]
     verdict = verdicts[-1] if verdicts else None
@@ -121,7 +119,13 @@ def archive(
         captures=capture.summary(run_dir),
         replay_of=dict(replay_of) if replay_of else None,
     )
-    run_results.write(run_dir, results, lambda value: evidence.redact_value(value, secrets))
+    written = run_results.write(
+        run_dir, results, lambda value: evidence.redact_value(value, secrets)
+    )
+    if html and notebook_path.is_file():  # its summary from results.json, as written (redacted)
+        _render_html(
+            notebook_path, run_dir / HTML, f"{runbook} {incident}", run_results.read(written.parent)
+        )
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
         evidence.redact_file(path, secrets)
     chain.seal(run_dir, _manifest(source, run_dir), key_env=signing_key_env)
@@ -144,14 +148,19 @@ def mark_completed(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _render_html(notebook_path: Path, html_path: Path, title: str) -> None:
+def _render_html(notebook_path: Path, html_path: Path, title: str, results: Any) -> None:
+    """The notebook as HTML (nbconvert, no kernel), opened by the run's summary
+    (irlib.run_summary). The summary goes into the page only: notebook.ipynb stays what the
+    kernel ran, in the seed's order, and nbconvert would strip a raw cell's HTML to bare tags."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    from irlib.run_summary import summary_html, with_summary
+
     try:
-        body, _ = HTMLExporter().from_notebook_node(
-            nbformat.read(notebook_path, as_version=4), resources={"metadata": {"name": title}}
-        )
+        nb = nbformat.read(notebook_path, as_version=4)
+        body, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
+        body = with_summary(body, summary_html(results, nb))
     except Exception as e:  # a rendering bug must not cost the rest of the evidence
         body = f"<html><body><p>irlib: nbconvert could not render this notebook: {e}</p>"
     html_path.write_text(body, encoding="utf-8")

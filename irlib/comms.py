@@ -38,7 +38,13 @@ class Message:
         return self.text
 
     def _repr_markdown_(self) -> str:
-        return f"```\n{self.text}\n```"
+        """The draft as Markdown, rendered alike in JupyterLab and in the evidence HTML (not a
+        preformatted block): the subject in bold, every line of the body kept as a line."""
+        lines = [f"**Subject**: {self.subject}", ""]
+        for line in self.body.splitlines():
+            # a hard line break ("  ") keeps "Status: ...", "Impact: ..." on lines of their own
+            lines.append(line if not line or line.startswith("- ") else line + "  ")
+        return "\n".join(lines)
 
 
 def status_word(incident: inc.Incident) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from irlib import tables
 from irlib.guard import Attempt, Plan, parse_mitigation_id
 
 if TYPE_CHECKING:
@@ -44,9 +45,11 @@ class MitigationPanel:
         return attempt
 
     def attempt(self, mitigation_id: str) -> Attempt | None:
-        """The last attempt of a plan (planned, refused, executed or failed), if any."""
+        """What became of a plan: its execution or failure if it had one (a later refused
+        click does not undo it), else its last attempt (planned or refused); None if none."""
         tried = [a for a in self.runbook.guard.attempts if a.id == mitigation_id]
-        return tried[-1] if tried else None
+        ran = [a for a in tried if a.outcome in ("executed", "failed")]
+        return ran[-1] if ran else tried[-1] if tried else None
 
     def executed(self, mitigation_id: str) -> bool:
         last = self.attempt(mitigation_id)
@@ -56,6 +59,7 @@ class MitigationPanel:
         out = []
         for plan in self.plans:
             last = self.attempt(plan.id)
+            ran = last is not None and last.outcome in ("executed", "failed")
             out.append(
                 {
                     "mitigation": plan.id,
@@ -64,6 +68,8 @@ class MitigationPanel:
                     "command": plan.command,
                     "outcome": last.outcome if last else "",
                     "detail": last.detail if last else "",
+                    "by": f"{last.operator} ({last.confirmed_by})" if last and ran else "",
+                    "at": tables.format_time(last.at) if last and ran else "",
                 }
             )
         return out
@@ -85,14 +91,12 @@ class MitigationPanel:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        import pandas as pd
-
         parts = [
             f"<h3>{html.escape(self.title)}</h3>",
             f"<p>Diagnosis so far: {html.escape(self.verdict.summary)}</p>",
         ]
         if self.plans:
-            parts.append(pd.DataFrame(self.rows()).to_html(index=False))
+            parts.append(tables.html_table(self.rows()))
             parts.append(
                 "<p>Nothing runs unconfirmed: headless, pass "
                 "<code>--confirm ID</code>; in JupyterLab, use the buttons.</p>"
@@ -113,7 +117,11 @@ class MitigationPanel:
             from irlib.widgets import confirm_buttons
 
             confirm_buttons(
-                pending, self.run, runbook=self.runbook.name, on_decision=self._decided
+                pending,
+                self.run,
+                runbook=self.runbook.name,
+                on_decision=self._decided,
+                operator=self.runbook.operator,
             ).show()
 
     def _bundle(self) -> dict[str, str]:

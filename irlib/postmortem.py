@@ -388,9 +388,11 @@ def _html_cell(cell: Cell) -> str:
 
 def _html_block(block: Block) -> str:
     if isinstance(block, Table):
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
+        # left-aligned text, top-aligned rows: JupyterLab's stylesheet right-aligns table cells
+        left = ' style="text-align:left;vertical-align:top"'
+        head = "".join(f"<th{left}>{html.escape(c)}</th>" for c in block.columns)
         rows = "".join(
-            "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>"
+            "<tr>" + "".join(f"<td{left}>{_html_cell(c)}</td>" for c in row) + "</tr>"
             for row in block.rows
         )
         return f"<table><tr>{head}</tr>{rows}</table>"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from irlib import tables
 from irlib.errors import Refused, TargetError
 from irlib.io import utcnow
 
@@ -36,12 +37,7 @@ class Status(enum.Enum):
 
 
 _RANK = {Status.OK: 0, Status.WARN: 1, Status.ERROR: 2, Status.FAIL: 3}
-_COLOUR = {
-    Status.OK: "#d4edda",
-    Status.WARN: "#fff3cd",
-    Status.ERROR: "#e2d9f3",
-    Status.FAIL: "#f8d7da",
-}
+_COLOUR = {s: tables.WORD_COLOURS[s.value][1] for s in Status}  # the backgrounds of tables
 
 
 def _jsonable(value: Any) -> Any:
@@ -80,9 +76,7 @@ class Evidence:
 
     def _repr_html_(self) -> str:
         body = (
-            self.frame().to_html(index=False)
-            if self.rows
-            else f"<pre>{html.escape(self.text)}</pre>"
+            tables.html_table(self.frame()) if self.rows else f"<pre>{html.escape(self.text)}</pre>"
         )
         return f"<h4>{html.escape(self.title)}</h4>{body}"
 
@@ -162,17 +156,14 @@ def guarded(
 
 
 def checks_frame(checks: Sequence[Check]) -> Any:
-    """The checks as one table, worst first, coloured by status."""
+    """The checks as one table, worst first, each status a coloured word (irlib.tables)."""
     import pandas as pd
 
     ordered = sorted(checks, key=lambda c: -c.status.rank)
     frame = pd.DataFrame(
         [c.row() for c in ordered], columns=["check", "target", "status", "summary", "duration_s"]
     )
-    colours = {s.value: s.colour for s in Status}
-    return frame.style.apply(
-        lambda row: [f"background-color: {colours[row['status']]}"] * len(row), axis=1
-    ).hide(axis="index")
+    return tables.styled(frame)
 
 
 class Health(enum.Enum):
@@ -301,11 +292,11 @@ class Verdict:
         )
         parts = [head]
         if self.causes:
-            parts.append(self.causes_frame().to_html(index=False))
+            parts.append(tables.html_table(self.causes_frame()))
         if self.unanswered:
             parts.append(
                 f"<h4>Could not check ({len(self.unanswered)}): not a pass</h4>"
-                + self.unanswered_frame().to_html(index=False)
+                + tables.html_table(self.unanswered_frame())
             )
         return "".join(parts)
 

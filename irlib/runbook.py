@@ -105,7 +105,7 @@ class Step:
     checks: tuple[Check, ...]
 
     def _repr_html_(self) -> str:
-        parts = [f"<h3>{html.escape(self.title)}</h3>", checks_frame(self.checks).to_html()]
+        parts = [f"<h3>{html.escape(self.title)}</h3>", str(checks_frame(self.checks).to_html())]
         for check in self.checks:
             if check.evidence:
                 parts.append(

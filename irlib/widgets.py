@@ -17,12 +17,24 @@ from typing import Any
 import ipywidgets as w
 
 from irlib.guard import Attempt, Plan
+from irlib.io import utcnow
+from irlib.tables import format_time, status_badge
 
 AWAITING = "awaiting confirmation"
+# What a plan's row is in: planned (awaiting a click), running, done (executed) or failed.
+PLANNED, RUNNING, DONE, FAILED = "planned", "running", "done", "failed"
+_BUTTON = {  # the button of a plan in each phase: its label's first word and its style
+    PLANNED: ("Confirm", "danger"),
+    RUNNING: ("Running", "warning"),
+    DONE: ("Done:", "success"),
+    FAILED: ("Failed:", "danger"),
+}
 
 
 class ConfirmPanel(w.VBox):
-    """One row per plan: what it will do, its command, and a button that runs it once."""
+    """One row per plan: what it will do, its command, and a button that runs it once. The
+    row says which phase the plan is in (planned, running, done or failed, with who confirmed
+    it and when); a button that has done its work stays disabled and its label says so."""
 
     def __init__(
         self,
@@ -31,9 +43,12 @@ class ConfirmPanel(w.VBox):
         *,
         runbook: str = "RUNBOOK",
         on_decision: Callable[[Attempt], str | None] | None = None,
+        operator: str = "",
     ) -> None:
         self.plans = list(plans)
+        self.operator = operator or "the operator"  # who clicks: the runbook's operator
         self.runbook = runbook
+        self.phases = {p.id: PLANNED for p in self.plans}
         self.states = {p.id: AWAITING for p in self.plans}
         self.buttons: dict[str, Any] = {}
         self.display_id = f"irlib-confirm-{uuid.uuid4().hex}"
@@ -45,7 +60,8 @@ class ConfirmPanel(w.VBox):
                 description=f"Confirm {plan.id}",
                 button_style="danger",
                 tooltip=plan.command,
-                layout=w.Layout(width="auto"),
+                # its own width, whatever its label says: an HBox would shrink it to "Done: r..."
+                layout=w.Layout(width="auto", flex="0 0 auto"),
             )
             status = w.HTML(self._status_html(plan))
             after = w.HTML("")
@@ -58,12 +74,18 @@ class ConfirmPanel(w.VBox):
 
     def _click(self, button: Any, plan: Plan, status: Any, after: Any) -> None:
         button.disabled = True  # before running: a double click must not run it twice
-        before, self.states[plan.id] = self.states[plan.id], "running ..."
-        status.value = self._status_html(plan)
+        before = self.phases[plan.id]
+        if before == PLANNED:
+            self.phases[plan.id] = RUNNING
+            at = format_time(utcnow().isoformat())
+            self.states[plan.id] = f"running: confirmed with the button by {self.operator} at {at}"
+            self._show(plan, button, status)
         attempt = self._run(plan, clicked=True)
-        if attempt.outcome == "refused" and before.startswith("executed"):
-            self.states[plan.id] = f"{before}; clicked again at {attempt.at}: not run twice"
+        if attempt.outcome == "refused" and before in (DONE, FAILED):
+            again = format_time(attempt.at)
+            self.states[plan.id] += f"; clicked again at {again}: not run twice"
         else:
+            self.phases[plan.id] = phase_of(attempt)
             self.states[plan.id] = decided(attempt)
         try:
             extra = self._on_decision(attempt) if self._on_decision else None
@@ -71,8 +93,18 @@ class ConfirmPanel(w.VBox):
             extra = f"<p>irlib: after {plan.id}: {html.escape(f'{type(e).__name__}: {e}')}</p>"
         self.refresh()  # the static views first (what a saved notebook keeps), ...
         after.value = extra or ""
+        self._show(plan, button, status)  # ... the outcome on screen last
+
+    def _show(self, plan: Plan, button: Any, status: Any) -> None:
+        """The row's button, its state line and the count line, as the plan's phase says."""
+        phase = self.phases[plan.id]
+        word, style = _BUTTON[phase]
+        button.description = f"{word} {plan.id}" + (" ..." if phase == RUNNING else "")
+        button.button_style = style
+        button.icon = {DONE: "check", FAILED: "times"}.get(phase, "")
+        button.disabled = phase != PLANNED  # done or failed: the guard never runs it twice
         self.title.value = self._title_html()
-        status.value = self._status_html(plan)  # ... the outcome on screen last
+        status.value = self._status_html(plan)
 
     # -- the static views: what a viewer without widgets sees --------------------------------
 
@@ -83,17 +115,31 @@ class ConfirmPanel(w.VBox):
         lines = [f"Confirm buttons ({len(self.plans)} mitigation(s)); nothing runs unclicked:"]
         for plan in self.plans:
             lines += [
-                f"  [Confirm {plan.id}] {self.states[plan.id]}",
+                f"  [{self._label(plan)}] {self.states[plan.id]}",
                 f"    plan: {plan.summary}",
                 f"    command: {plan.command}",
             ]
-            if self.states[plan.id] == AWAITING:
+            if self.phases[plan.id] == PLANNED:
                 lines.append(f"    without widgets: {self.headless_hint(plan)}")
+        if any(phase != PLANNED for phase in self.phases.values()):
+            lines.append(f"  {self.count_line()}")
         return "\n".join(lines)
 
+    def _label(self, plan: Plan) -> str:
+        word = _BUTTON[self.phases[plan.id]][0]
+        return f"{word} {plan.id}"
+
+    def count_line(self) -> str:
+        """`1 of 2 mitigation(s) await confirmation; 1 executed`: what is left, what ran."""
+        counts = {p: sum(v == p for v in self.phases.values()) for p in _BUTTON}
+        line = f"{counts[PLANNED]} of {len(self.plans)} mitigation(s) await confirmation"
+        for phase, said in ((RUNNING, "running"), (DONE, "executed"), (FAILED, "failed")):
+            if counts[phase]:
+                line += f"; {counts[phase]} {said}"
+        return line
+
     def _title_html(self) -> str:
-        waiting = sum(state == AWAITING for state in self.states.values())
-        return f"<b>{waiting} of {len(self.plans)} mitigation(s) await confirmation</b>"
+        return f"<b>{html.escape(self.count_line())}</b>"
 
     def _plan_html(self, plan: Plan) -> str:
         before = ", ".join(f"{k}: {v}" for k, v in plan.before.items())
@@ -107,20 +153,23 @@ class ConfirmPanel(w.VBox):
         )
 
     def _status_html(self, plan: Plan) -> str:
-        return f"<code>{html.escape(plan.command)}</code>: {html.escape(self.states[plan.id])}"
+        return (
+            f"{status_badge(self.phases[plan.id])} <code>{html.escape(plan.command)}</code>: "
+            f"{html.escape(self.states[plan.id])}"
+        )
 
     def static_html(self) -> str:
-        parts = [f"<p><b>Confirm buttons</b> ({len(self.plans)} mitigation(s)):</p><ul>"]
+        parts = [f"<p><b>Confirm buttons</b>: {html.escape(self.count_line())}</p><ul>"]
         for plan in self.plans:
             state = self.states[plan.id]
             hint = (
                 f"<br>without widgets: <code>{html.escape(self.headless_hint(plan))}</code>"
-                if state == AWAITING
+                if self.phases[plan.id] == PLANNED
                 else ""
             )
             parts.append(
-                f"<li>{self._plan_html(plan)}<b>[Confirm {html.escape(plan.id)}]</b> "
-                f"{html.escape(state)}{hint}</li>"
+                f"<li>{self._plan_html(plan)}<b>[{html.escape(self._label(plan))}]</b> "
+                f"{status_badge(self.phases[plan.id])} {html.escape(state)}{hint}</li>"
             )
         return "".join(parts) + "</ul>"
 
@@ -144,9 +193,22 @@ class ConfirmPanel(w.VBox):
             update_display(self, display_id=self.display_id)
 
 
+def phase_of(attempt: Attempt) -> str:
+    return {"executed": DONE, "failed": FAILED}.get(attempt.outcome, PLANNED)
+
+
 def decided(attempt: Attempt) -> str:
-    """An attempt as the panel says it: `executed by alice at 2026-... (done)`."""
-    return f"{attempt.outcome} by {attempt.operator} at {attempt.at} ({attempt.detail})"
+    """An attempt as the panel says it: `done: executed by alice at 2026-... (confirmed with
+    the button)`, `failed: ... by alice at ...: the reason`."""
+    how = {"button": "with the button", "--confirm": "by --confirm"}.get(
+        attempt.confirmed_by, attempt.confirmed_by or "not confirmed"
+    )
+    at = format_time(attempt.at)
+    if attempt.outcome == "executed":
+        return f"done: executed by {attempt.operator} at {at} (confirmed {how})"
+    if attempt.outcome == "failed":
+        return f"failed: confirmed {how} by {attempt.operator}, failed at {at}: {attempt.detail}"
+    return f"{attempt.outcome} by {attempt.operator} at {at} ({attempt.detail})"
 
 
 def confirm_buttons(
@@ -155,7 +217,8 @@ def confirm_buttons(
     *,
     runbook: str = "RUNBOOK",
     on_decision: Callable[[Attempt], str | None] | None = None,
+    operator: str = "",
 ) -> ConfirmPanel:
     """A panel of confirm buttons; `run(plan, clicked=True)` executes one through the guard,
     `on_decision(attempt)` runs after it and may return HTML to show under its row."""
-    return ConfirmPanel(plans, run, runbook=runbook, on_decision=on_decision)
+    return ConfirmPanel(plans, run, runbook=runbook, on_decision=on_decision, operator=operator)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from irlib import evidence
+from irlib import evidence, tables
 from irlib.drills import HEALTH, HEALTH_NOTEBOOK, day_folder
 from irlib.io import utcnow
 from irlib.results import Cause, Check, Health, Status, Verdict
@@ -224,9 +224,7 @@ class HealthVerdict:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        import pandas as pd
-
-        return self.verdict._repr_html_() + pd.DataFrame(self.rows()).to_html(index=False)
+        return self.verdict._repr_html_() + tables.html_table(self.rows())
 
 
 def _problem(r: RunbookHealth) -> str:
@@ -255,7 +253,7 @@ class Table:
 
     def _repr_html_(self) -> str:
         note = f"<p>{html.escape(self.note)}</p>" if self.note else ""
-        table = self.frame().to_html(index=False) if self.rows else "<p>(none)</p>"
+        table = tables.html_table(self.frame()) if self.rows else "<p>(none)</p>"
         return f"<h3>{html.escape(self.title)}</h3>{table}{note}"
 
 
@@ -301,11 +299,7 @@ class Summary:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        colours = {s.value: s.colour for s in Status}
-        styled = self.frame().style.apply(
-            lambda row: [f"background-color: {colours[row['status']]}"] * len(row), axis=1
-        )
-        return "<h3>Health drill summary (worst first)</h3>" + styled.hide(axis="index").to_html()
+        return "<h3>Health drill summary (worst first)</h3>" + tables.html_table(self.frame())
 
 
 # -- the command line's side: run the notebook -------------------------------------------------

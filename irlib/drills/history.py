@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from irlib import run_results
+from irlib import run_results, tables
 from irlib.drills import FAULTS, HEALTH, MATRIX_JSON, drills_root
 from irlib.io import outputs_root, utcnow
 from irlib.runbooks import SCENARIOS
@@ -205,13 +205,13 @@ class History:
         import pandas as pd
 
         frame = pd.DataFrame(self.rows())
-        styled = frame.style.apply(
+        styled = tables.styled(frame).apply(
             lambda row: ["background-color: #f8d7da" if row["stale"] != "no" else ""] * len(row),
             axis=1,
         )
         return (
             f"<h3>Drill history, last {self.days:g} days</h3>"
-            + styled.hide(axis="index").to_html()
+            + styled.to_html()
             + f"<p>Stale: last fault drill failed, or none for more than {self.limit_days:g} "
             "days (profile <code>drills.stale_after_days</code>).</p>"
         )

@@ -2,8 +2,9 @@
 chromium through Playwright, against the session's drill lab under `bad-deploy`.
 
 Run All must change nothing; the rollback's confirm button must roll the deployment back (seen
-with the real kubectl), once only; saving the notebook must leave the same evidence folder as
-`irlib run` (notebook, HTML, results.json, manifest), with the decision, its operator and time.
+with the real kubectl), once only, and then say it is done, disabled; saving the notebook must
+leave the same evidence folder as `irlib run` (notebook, HTML, results.json, manifest), with the
+decision, its operator and time, and an HTML whose first screen says what the run concluded.
 Waits are on the page's DOM and on files, never fixed sleeps; the whole test is bounded.
 """
 
@@ -37,6 +38,7 @@ NOTEBOOK = "p1_system_unavailable.ipynb"
 OPERATOR = "alice"  # the person at the keyboard: the kernel takes it from $USER/$LOGNAME
 BUDGET_S = 180
 MS = 1000
+ROLLBACK = "kubectl rollout undo deployment/api-service -n trading"
 
 
 @dataclass
@@ -159,6 +161,30 @@ def _archived(run_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
+def _evidence_first_screen(browser: Any, run_dir: Path, screenshot: Path) -> None:
+    """The saved session's notebook.html opens with its summary: the verdict, its cause,
+    the rollback executed by the operator with the button, on the first screen."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto((run_dir / "notebook.html").as_uri())
+        page.screenshot(path=screenshot)
+        summary = page.locator("#irlib-summary")
+        box = summary.bounding_box()
+        assert box is not None and box["y"] < 100, box
+        verdict = summary.locator("b", has_text="Verdict: DOWN")
+        vbox = verdict.bounding_box()
+        assert vbox is not None and vbox["y"] + vbox["height"] <= 1000, vbox
+        text = summary.inner_text()
+        assert "bad-deploy" in text and f"{OPERATOR} (interactive)" in text, text
+        assert "EXECUTED" in text and f"{OPERATOR} (button)" in text, text
+        # the Incident Summary draft is Markdown here too, as in JupyterLab
+        draft = page.locator("[data-mime-type='text/markdown']", has_text="Incident Summary")
+        assert draft.locator("h2", has_text="Incident Summary").count() == 1
+        assert draft.locator("pre").count() == 0
+    finally:
+        page.close()
+
+
 def test_p1_in_jupyterlab_rolls_back_on_click_only_and_archives_the_decision(
     lab: LabHandle, jupyterlab: JupyterLab, tmp_path: Path
 ) -> None:
@@ -206,8 +232,11 @@ def test_p1_in_jupyterlab_rolls_back_on_click_only_and_archives_the_decision(
                 assert run_dir.parent == jupyterlab.outputs / "adhoc", run_dir
                 assert run_dir.name.endswith("-p1_system_unavailable-interactive")
 
-                button = page.locator("button", has_text="Confirm rollback:api-service")
+                # the button by its tooltip (the command): its label changes once it has run
+                button = page.locator(f"button[title='{ROLLBACK}']")
+                expect(button).to_have_text("Confirm rollback:api-service")
                 panel = page.locator(".widget-vbox", has=button).last
+                expect(panel).to_contain_text("1 of 1 mitigation(s) await confirmation")
                 offer = panel.text_content()
                 assert "kubectl rollout undo deployment/api-service -n trading" in offer
                 assert "awaiting confirmation" in offer and "1.8.2" in offer, offer
@@ -218,7 +247,13 @@ def test_p1_in_jupyterlab_rolls_back_on_click_only_and_archives_the_decision(
                 button.click()
                 outcome = panel.locator(".widget-html", has_text=f"executed by {OPERATOR}")
                 outcome.wait_for()
+                # the panel follows what happened: done, who confirmed it and when, the
+                # button disabled and saying so, the count line with what ran
                 expect(button).to_be_disabled()
+                expect(button).to_have_text(re.compile(r"Done: rollback:api-service"))
+                expect(panel).to_contain_text("0 of 1 mitigation(s) await confirmation; 1 executed")
+                expect(outcome).to_contain_text("DONE")
+                expect(outcome).to_contain_text("confirmed with the button")
                 expect(panel).to_contain_text("Re-check after mitigation")
                 outcome.scroll_into_view_if_needed()
                 page.screenshot(path=tmp_path / "confirmed.png")
@@ -234,12 +269,15 @@ def test_p1_in_jupyterlab_rolls_back_on_click_only_and_archives_the_decision(
                 # Save as a person would (Ctrl+S); the server's hook archives the saved file.
                 page.keyboard.press("Control+s")
                 _until(lambda: _archived(run_dir), 30, "the archive of the saved notebook")
+                _evidence_first_screen(browser, run_dir, tmp_path / "evidence.png")
 
                 # A click that slips past the disabled button (a second tab, a double click)
                 # reaches the kernel: the guard refuses it, and says so.
                 button.evaluate("b => { b.disabled = false; b.click(); }")
                 panel.locator(".widget-html", has_text="not run twice").wait_for()
                 assert _revisions(lab) == revisions and _image(lab) == good_image
+                expect(button).to_be_disabled()
+                expect(button).to_have_text(re.compile(r"Done: rollback:api-service"))
             except BaseException:
                 page.screenshot(path=tmp_path / "failure.png")
                 raise

@@ -63,6 +63,9 @@ RESOURCES: list[Resource] = [
     _r("v1", "pods", "Pod", "po", subresources=("log", "status"), categories=ALL),
     _r("v1", "services", "Service", "svc", categories=ALL),
     _r("v1", "endpoints", "Endpoints", "ep", has_status=False),
+    # what `irlib deploy manifests` applies beside the RBAC objects: stored, nothing runs them
+    _r("v1", "configmaps", "ConfigMap", "cm", has_status=False),
+    _r("v1", "persistentvolumeclaims", "PersistentVolumeClaim", "pvc"),
     _r("v1", "events", "Event", "ev", has_status=False),
     _r(
         "apps/v1",
