@@ -3,7 +3,7 @@
 # that `irlib deploy manifests` prints; its root filesystem is read-only).
 #
 # No container engine runs on our machines, so this is not built here. What the image runs is
-# tested instead (tests/e2e/test_in_cluster.py): the wheel installed in a fresh virtualenv
+# tested instead (tests/e2e/test_cluster.py): the wheel installed in a fresh virtualenv
 # outside the checkout, this file's ENV and USER, the CronJob's exact command, and the
 # ServiceAccount's token and CA laid out where the kubelet mounts them.
 #

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from irlib.lab.lab import Lab
 
-from .helpers import LabHandle, irlib, parse_exports
+from .helpers import ROOT, LabHandle, irlib, outside, parse_exports, sh
 
 # `make test` runs the suite in two processes (pytest-xdist, `-n 2 --dist loadgroup`), each
 # with its own lab: every test that needs a lab is in one of these two groups, balanced by
@@ -31,6 +33,7 @@ from .helpers import LabHandle, irlib, parse_exports
 # whichever process is free.
 LAB_GROUPS = {
     "drills": (
+        "tests/e2e/test_cluster.py",  # first: its health drills need the 5-minute window calm
         "tests/e2e/test_could_not_look.py", "tests/e2e/test_drill.py",
         "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
         "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
@@ -69,6 +72,46 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         yield handle
     finally:
         irlib("lab", "down", "--purge", "--state-dir", str(state_dir), timeout=120)
+
+
+# What a checkout holds beside its source: venvs, build leftovers, evidence, caches.
+NOT_SOURCE = (".git", ".venv*", "build", "*.egg-info", "outputs", "__pycache__", ".*_cache")
+
+
+@pytest.fixture(scope="session")  # not "module": xdist may tear a module's fixtures down early
+def installed() -> Iterator[Path]:
+    """A venv with only the wheel built from this checkout and its runtime dependencies: its
+    bin/ folder. Installed without byte-compiling (a third of pip's time here). Outside the
+    test's root-only temporary folders, readable by all: the image's non-root user runs it too
+    (tests/e2e/test_cluster.py)."""
+    where = Path(tempfile.mkdtemp(prefix="irlib-installed-"))
+    where.chmod(0o755)
+    try:
+        # Built from a copy: setuptools builds in the source tree's build/, and one left there by
+        # an interrupted build ("File exists: build/bdist.linux-x86_64/wheel/...") fails every
+        # later one; the copy also keeps the build's egg-info out of the checkout.
+        source = where / "source"
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+        dist = where / "dist"
+        built = sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, source)
+        assert built.returncode == 0, built.stderr
+        (wheel,) = dist.glob("irlib-*.whl")
+        made = sh(_base_python(), "-m", "venv", where / "venv")
+        assert made.returncode == 0, made.stderr
+        bin_dir = where / "venv" / "bin"
+        done = sh(bin_dir / "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
+                  wheel, env=outside(bin_dir), timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        yield bin_dir
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _base_python() -> str:
+    """Debian's python3 for the venv when there is one: the image's user must be able to run
+    the venv's interpreter, and this one (pyenv's, under /root) it cannot reach."""
+    system = Path("/usr/bin/python3")
+    return str(system) if system.is_file() and os.access(system, os.X_OK) else sys.executable
 
 
 @pytest.fixture

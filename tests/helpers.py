@@ -126,3 +126,18 @@ def run_runbook(
         print(result.stdout, result.stderr)
         return result.returncode, None, {}
     return result.returncode, run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def sh(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    """A command's result, its output as text."""
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+
+
+def outside(bin_dir: Path, lab_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a user's shell: the venv first on PATH, nothing of the checkout."""
+    env = {k: v for k, v in (lab_env or os.environ).items() if k != "PYTHONPATH"}
+    return {
+        **env,
+        "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}",
+        "VIRTUAL_ENV": str(bin_dir.parent),
+    }

@@ -2,65 +2,22 @@
 new virtualenv outside the checkout, runs a runbook from another directory with the same verdict
 as the checkout, carries the notebooks, and refuses the lab (the `lab` extra) with exit 2.
 
-The venv's packages come from PyPI (or pip's cache), as a user's would.
+The venv's packages come from PyPI (or pip's cache), as a user's would (the `installed`
+fixture, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from irlib.lab import REQUIRES
-from tests.helpers import ROOT, LabHandle, irlib
+from tests.helpers import ROOT, LabHandle, irlib, outside, sh
 
 FAULT = "redis-down"
 RUNBOOK = "p1_system_unavailable"
-# What a checkout holds beside its source: venvs, build leftovers, evidence, caches.
-NOT_SOURCE = (".git", ".venv*", "build", "*.egg-info", "outputs", "__pycache__", ".*_cache")
-
-
-def sh(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)  # type: ignore[call-overload]
-
-
-@pytest.fixture(scope="session")  # not "module": xdist may tear a module's fixtures down early
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A venv with only the wheel and its runtime dependencies: its bin/ folder. Installed
-    without byte-compiling (a third of pip's time here): it serves two runs."""
-    where = tmp_path_factory.mktemp("installed")
-    # Built from a copy: setuptools builds in the source tree's build/, and one left there by an
-    # interrupted build ("File exists: build/bdist.linux-x86_64/wheel/irlib-0.1.0.dist-info")
-    # fails every later one; the copy also keeps the build's egg-info out of the checkout.
-    source = where / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
-    dist = where / "dist"
-    built = sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, source)
-    assert built.returncode == 0, built.stderr
-    (wheel,) = dist.glob("irlib-*.whl")
-    made = sh(sys.executable, "-m", "venv", where / "venv")
-    assert made.returncode == 0, made.stderr
-    bin_dir = where / "venv" / "bin"
-    done = sh(bin_dir / "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
-              wheel, env=outside(bin_dir), timeout=900)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    yield bin_dir
-
-
-def outside(bin_dir: Path, lab_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a user's shell: the venv first on PATH, nothing of the checkout."""
-    env = {k: v for k, v in (lab_env or os.environ).items() if k != "PYTHONPATH"}
-    return {
-        **env,
-        "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}",
-        "VIRTUAL_ENV": str(bin_dir.parent),
-    }
 
 
 def test_the_runtime_installs_without_the_labs_dependencies(installed: Path) -> None:
