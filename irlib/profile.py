@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -211,6 +212,36 @@ class EvidenceSettings:
     signing_key_env: str | None = None
 
 
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")  # Prometheus's duration syntax
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The alert rules irlib ships (irlib.alerts.rules): how long a symptom must last, the
+    range its rates are taken over, where the runbooks are read, and what counts as bad."""
+
+    pending: str = "2m"  # every rule's `for:`
+    window: str = "5m"  # the range of rate() and increase()
+    group: str = "irlib-runbooks"
+    runbook_url: str = "https://runbooks.example.com/irlib/{runbook}"  # {runbook}: its name
+    execution_job: str = "execution-service"  # Prometheus jobs (the api's: prometheus.job)
+    calibration_job: str = "calibration-service"
+    api_error_ratio: float = 0.05  # share of 5xx answers that is an outage
+    orders_rejected_ratio: float = 0.2  # share of orders the broker rejects
+    no_trading_s: float = 300.0  # no fill for this long: trading has stopped
+    order_unsent_max_s: float = 60.0  # a running strategy's order not sent after this long
+
+    def __post_init__(self) -> None:
+        for name in ("pending", "window"):
+            if not DURATION.match(getattr(self, name)):
+                raise ProfileError(
+                    f"alerts.{name}: expected a Prometheus duration such as 30s or 5m, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if "{runbook}" not in self.runbook_url:
+            raise ProfileError("alerts.runbook_url: must contain {runbook}")
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -226,6 +257,7 @@ class Profile:
     incident: IncidentSettings = field(default_factory=IncidentSettings)
     drills: DrillSettings = field(default_factory=DrillSettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -35,6 +35,7 @@ LAB_GROUPS = {
         "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
         "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
         "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
+        "tests/e2e/test_alerts.py",
     ),
     "faults": ("tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py"),
 }  # fmt: skip
@@ -55,7 +56,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     state_dir = tmp_path_factory.mktemp("lab")
     env = {
-        k: v for k, v in os.environ.items() if k not in ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN", "IRLIB_SERVE_TOKEN")
     }
     up = irlib("lab", "up", "--state-dir", str(state_dir), env=env, timeout=180)
     handle = LabHandle(Lab(state_dir), parse_exports(up.stdout), up)

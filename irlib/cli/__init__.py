@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from irlib import __version__
+from irlib.cli.alerts import alerts
 from irlib.cli.drill import drill
 from irlib.cli.evidence import evidence
 from irlib.cli.incident import incident
@@ -27,11 +28,12 @@ def main() -> None:
     irlib drill health --profile prod.yaml                every read-only check, never mitigates
     irlib incident open --severity P1 --title "API unavailable"
     irlib evidence verify outputs/INC-2026-0042           every file, chain link and signature
+    irlib alerts rules --emit prometheusrule              alert rules routed to runbooks
     eval "$(irlib lab up)"                                a drill lab to practise on ([lab] extra)
     """
 
 
-for command in (lab, run_command, incident, drill, evidence):
+for command in (lab, run_command, incident, drill, evidence, alerts):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -28,7 +28,10 @@ PARTS = (
     "kubernetes",
     "execution",
     "calibration_service",
+    "alertmanager",
 )
+# Ports of what is not a part yet: `irlib serve`, the webhook Alertmanager posts to.
+PORTS = (*PARTS, "serve")
 
 
 @dataclass

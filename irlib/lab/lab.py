@@ -21,11 +21,14 @@ from typing import Any
 
 import httpx
 
+from irlib.alerts.rules import render as render_rules
 from irlib.errors import LabError, LabNotRunning
-from irlib.lab import procs, seed, servers
-from irlib.lab.config import PARTS, LabConfig, read_control, write_control
+from irlib.lab import alertmanager, procs, seed, servers
+from irlib.lab.config import PARTS, PORTS, LabConfig, read_control, write_control
 from irlib.lab.kube import wait_ready, write_kubeconfig
+from irlib.notebooks_dir import notebooks_dir
 from irlib.profile import (
+    AlertSettings,
     HttpTarget,
     KubernetesTarget,
     PostgresTarget,
@@ -35,7 +38,7 @@ from irlib.profile import (
     dump_profile,
 )
 
-TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN")
+TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN", alertmanager.SERVE_TOKEN_ENV)
 
 
 def default_state_dir() -> Path:
@@ -100,10 +103,19 @@ PART_LIST: list[Part] = [
     ),
     Part(
         "prometheus",
-        lambda lab: servers.start_prometheus(lab.config),
+        lambda lab: lab.start_prometheus(),
         servers.prometheus_ready,
         servers.prometheus_ready,
         lambda c: ("url", c.url("prometheus")),
+    ),
+    Part(
+        "alertmanager",
+        lambda lab: alertmanager.start_alertmanager(
+            lab.config, lab.tokens()["tokens"][alertmanager.SERVE_TOKEN_ENV]
+        ),
+        alertmanager.alertmanager_ready,
+        alertmanager.alertmanager_ready,
+        lambda c: ("url", c.url("alertmanager")),
     ),
     _app("api", "/health", "/livez"),
     _app("broker", "/health"),
@@ -154,7 +166,7 @@ class Lab:
         old = LabConfig.load(self.state_dir) if (self.state_dir / "lab.json").exists() else None
         taken: set[int] = set()
         ports = {}
-        for part in PARTS:
+        for part in PORTS:
             port = procs.free_port(preferred=old.ports.get(part) if old else None)
             while port in taken:
                 port = procs.free_port()
@@ -266,7 +278,7 @@ class Lab:
         # Redis and Prometheus start in the background while PostgreSQL starts and is seeded:
         # Prometheus spends its first seconds discovering targets anyway.
         servers.start_redis(config)
-        servers.start_prometheus(config)
+        self.start_prometheus()
         self.start_part("postgres")
         t1 = time.monotonic()
         seed.create_schema_and_seed(config.postgres_dsn)
@@ -289,9 +301,14 @@ class Lab:
             self.config.logs_dir / "api.log",
         )
 
-    def write_profile(self) -> Path:
+    def start_prometheus(self) -> int:
+        """Prometheus with the alert rules of the lab's profile (short `for:`, short ranges)."""
+        servers.alert_rules_file(self.config).write_text(render_rules(self.profile(), "prometheus"))
+        return servers.start_prometheus(self.config)
+
+    def profile(self) -> Profile:
         c = self.config
-        profile = Profile(
+        return Profile(
             name="lab",
             kubernetes=KubernetesTarget(
                 kubeconfig=str(c.kubeconfig), context="irlib-lab", namespace=c.namespace
@@ -314,9 +331,19 @@ class Lab:
             postgres=PostgresTarget(dsn=c.postgres_dsn),
             redis=RedisTarget(url=c.redis_url),
             prometheus=PrometheusTarget(url=c.url("prometheus")),
+            # A drill is quick: symptoms fire after seconds, rates over half a minute.
+            alerts=AlertSettings(
+                pending="3s",
+                window="30s",
+                runbook_url=f"file://{notebooks_dir()}/{{runbook}}.ipynb",
+                no_trading_s=30.0,
+                order_unsent_max_s=20.0,
+            ),
         )
+
+    def write_profile(self) -> Path:
         path = self.state_dir / "profile.yaml"
-        dump_profile(profile, path)
+        dump_profile(self.profile(), path)
         return path
 
     def exports(self) -> dict[str, str]:
