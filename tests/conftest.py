@@ -35,7 +35,7 @@ LAB_GROUPS = {
         "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
         "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
         "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
-        "tests/e2e/test_alerts.py",
+        "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py",
     ),
     "faults": ("tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py"),
 }  # fmt: skip

@@ -16,6 +16,7 @@ from irlib.cli.evidence import evidence
 from irlib.cli.incident import incident
 from irlib.cli.lab import lab
 from irlib.cli.run import run_command
+from irlib.cli.serve import serve_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,11 +30,12 @@ def main() -> None:
     irlib incident open --severity P1 --title "API unavailable"
     irlib evidence verify outputs/INC-2026-0042           every file, chain link and signature
     irlib alerts rules --emit prometheusrule              alert rules routed to runbooks
+    irlib serve --profile prod.yaml                       alerts in, read-only triage out
     eval "$(irlib lab up)"                                a drill lab to practise on ([lab] extra)
     """
 
 
-for command in (lab, run_command, incident, drill, evidence, alerts):
+for command in (lab, run_command, incident, drill, evidence, alerts, serve_command):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -47,7 +47,7 @@ def alertmanager_config(config: LabConfig) -> dict[str, object]:
     return {
         "route": {
             "receiver": "irlib",
-            "group_by": ["alertname", "runbook"],
+            "group_by": ["runbook"],  # one triage run per runbook, whatever fires
             "group_wait": GROUP_WAIT,
             "group_interval": GROUP_INTERVAL,
             "repeat_interval": REPEAT_INTERVAL,

@@ -27,8 +27,11 @@ from irlib.alerts import rules as names
 from irlib.lab.apps._common import Database, Unavailable
 
 # A `submitted` order rests at the broker (a limit order may wait all day); a `new` order of a
-# running strategy should reach the broker within a second or two.
-UNSENT_ORDER_AGE_SQL = """SELECT coalesce(extract(epoch FROM now() - min(o.created_at)), 0) AS age
+# running strategy should reach the broker within a second or two of the service running: the
+# seed's new orders wait for the service to start, which is no fault.
+UNSENT_ORDER_AGE_SQL = """SELECT CASE WHEN min(o.created_at) IS NULL THEN 0
+        ELSE extract(epoch FROM now() - greatest(min(o.created_at), to_timestamp(%(started)s)))
+        END AS age
     FROM orders o JOIN strategies s ON s.id = o.strategy_id
     WHERE o.state = 'new' AND NOT s.paused"""
 MISMATCHES_SQL = """SELECT count(*) AS n FROM positions p FULL JOIN broker.positions b
@@ -68,7 +71,8 @@ class ExecutionMetrics:
             "When an order was last filled (the service's start before).",
             registry=r,
         )
-        self.last_fill.set(time.time())
+        self.started = time.time()
+        self.last_fill.set(self.started)
         self.unsent_order_age = Gauge(
             names.UNSENT_ORDER_AGE,
             "Age of the oldest order of a running strategy not yet sent.",
@@ -96,13 +100,13 @@ class ExecutionMetrics:
 
     async def refresh(self, db: Database) -> None:
         gauges = (
-            (self.unsent_order_age, UNSENT_ORDER_AGE_SQL, "age"),
-            (self.mismatches, MISMATCHES_SQL, "n"),
-            (self.unreported, FILLS_WITHOUT_REPORT_SQL, "n"),
+            (self.unsent_order_age, UNSENT_ORDER_AGE_SQL, "age", {"started": self.started}),
+            (self.mismatches, MISMATCHES_SQL, "n", None),
+            (self.unreported, FILLS_WITHOUT_REPORT_SQL, "n", None),
         )
-        for gauge, sql, column in gauges:
+        for gauge, sql, column, params in gauges:
             try:
-                row = await db.fetch_one(sql)
+                row = await db.fetch_one(sql, params)
             except Unavailable:
                 row = None
             gauge.set(float(row[column]) if row else math.nan)
