@@ -108,6 +108,7 @@ class Triage:
 
     def start(self) -> None:
         (self.outputs / JOURNAL).parent.mkdir(parents=True, exist_ok=True)
+        self._recover()
         for n in range(self.settings.workers):
             t = threading.Thread(target=self._work, name=f"triage-{n}", daemon=True)
             t.start()
@@ -124,8 +125,6 @@ class Triage:
 
     def _decide(self, group: AlertGroup) -> Answer:
         state = self._groups.setdefault(group.group_key, _Group())
-        if state.incident is None:
-            state.incident = self._open_incident_of(group.group_key)
         for alert in group.resolved:
             if state.incident:
                 self._note(
@@ -224,15 +223,17 @@ class Triage:
         )
         return opened.id
 
-    def _open_incident_of(self, group_key: str) -> str | None:
-        """After a restart: the newest open incident an alert of this group opened or joined."""
-        for incident_id in reversed(inc.list_ids(self.outputs)[-RECENT_INCIDENTS:]):
+    def _recover(self) -> None:
+        """After a restart: each group's open incident, from the recent incidents' timelines
+        (read once here, never per webhook)."""
+        for incident_id in inc.list_ids(self.outputs)[-RECENT_INCIDENTS:]:
             found = inc.load(self.outputs, incident_id)
-            if found.resolved_at is None and any(
-                e.data.get("group_key") == group_key for e in found.of_kind("alert")
-            ):
-                return incident_id
-        return None
+            if found.resolved_at is not None:
+                continue
+            for entry in found.of_kind("alert"):
+                key = entry.data.get("group_key")
+                if isinstance(key, str):
+                    self._groups.setdefault(key, _Group()).incident = incident_id
 
     def _journal(self, group: AlertGroup, answer: Answer) -> None:
         # not under try: a decision that cannot be journaled answers 500, and Alertmanager
