@@ -205,6 +205,48 @@ def test_bad_deploy_reaches_the_chat_with_its_verdict_and_evidence(
             assert not any(s in content for s in secrets), path
 
 
+@pytest.mark.parametrize(
+    ("fault", "runbook"),
+    [
+        ("position-mismatch", "p1_execution_failures"),
+        ("lock-contention", "p2_high_latency"),
+        ("missing-surface", "p2_calibration_failures"),
+    ],
+    ids=["p1-execution", "p2-latency", "p2-calibration"],
+)
+def test_each_runbook_is_triggered_by_one_of_its_alerts(
+    lab: LabHandle, served: Served, fault: str, runbook: str
+) -> None:
+    before = {r["id"] for r in served.runs()}
+
+    def ran() -> dict[str, Any] | None:
+        return next(
+            (
+                r
+                for r in served.runs()
+                if r["runbook"] == runbook
+                and r["id"] not in before
+                and r["state"] != "queued"
+                and r["state"] != "running"
+            ),
+            None,
+        )
+
+    lab.irlib("lab", "inject", fault, check=True)
+    try:
+        run = wait_until(f"a run of {runbook}", ran, 240)
+        assert run["state"] == "done", run
+        assert run["verdict"]["cause"] == fault, run["verdict"]
+        wait_until(
+            f"a chat message naming {fault}",
+            lambda: any(fault in t and runbook in t for t in served.chat.texts),
+            30,
+        )
+    finally:
+        lab.irlib("lab", "clear", check=True)
+        wait_until("no alert active in the lab", lambda: not _active_alerts(lab), 180)
+
+
 def test_one_run_per_group_then_cooldown_and_unrouted_alerts_are_recorded(served: Served) -> None:
     group = _group("cooldown-test", runbook="p2_calibration_failures")
     first = served.post(group, token=served.token)
