@@ -29,9 +29,8 @@ PARTS = (
     "execution",
     "calibration_service",
     "alertmanager",
+    "serve",
 )
-# Ports of what is not a part yet: `irlib serve`, the webhook Alertmanager posts to.
-PORTS = (*PARTS, "serve")
 
 
 @dataclass

@@ -24,7 +24,7 @@ import httpx
 from irlib.alerts.rules import render as render_rules
 from irlib.errors import LabError, LabNotRunning
 from irlib.lab import alertmanager, procs, seed, servers
-from irlib.lab.config import PARTS, PORTS, LabConfig, read_control, write_control
+from irlib.lab.config import PARTS, LabConfig, read_control, write_control
 from irlib.lab.kube import wait_ready, write_kubeconfig
 from irlib.notebooks_dir import notebooks_dir
 from irlib.profile import (
@@ -136,6 +136,14 @@ PART_LIST: list[Part] = [
         lambda c: True,
         lambda c: ("target", c.url("api")),
     ),
+    # `irlib serve` on the port Alertmanager posts to: alert-triggered triage, read-only
+    Part(
+        "serve",
+        lambda lab: lab.start_serve(),
+        lambda c: _http_answers(c.url("serve") + "/healthz", want_ok=False),
+        lambda c: _http_answers(c.url("serve") + "/healthz", want_ok=True),
+        lambda c: ("url", c.url("serve")),
+    ),
 ]
 PARTS_BY_NAME = {p.name: p for p in PART_LIST}
 assert set(PARTS) <= set(PARTS_BY_NAME)
@@ -166,7 +174,7 @@ class Lab:
         old = LabConfig.load(self.state_dir) if (self.state_dir / "lab.json").exists() else None
         taken: set[int] = set()
         ports = {}
-        for part in PORTS:
+        for part in PARTS:
             port = procs.free_port(preferred=old.ports.get(part) if old else None)
             while port in taken:
                 port = procs.free_port()
@@ -305,6 +313,34 @@ class Lab:
         """Prometheus with the alert rules of the lab's profile (short `for:`, short ranges)."""
         servers.alert_rules_file(self.config).write_text(render_rules(self.profile(), "prometheus"))
         return servers.start_prometheus(self.config)
+
+    def start_serve(self) -> int:
+        """`irlib serve` with the lab's profile, its evidence in STATE/outputs; it posts to
+        the chat webhook in $IRLIB_INCIDENT_WEBHOOK_URL as set when `irlib lab up` runs."""
+        c = self.config
+        self.write_profile()
+        env = dict(os.environ)
+        env.update(self.tokens()["tokens"])
+        env["PYTHONUNBUFFERED"] = "1"
+        return procs.spawn(
+            [
+                sys.executable,
+                "-m",
+                "irlib.cli",
+                "serve",
+                "--profile",
+                str(self.state_dir / "profile.yaml"),
+                "--outputs",
+                str(self.state_dir / "outputs"),
+                "--host",
+                c.host,
+                "--port",
+                str(c.ports["serve"]),
+            ],
+            log=c.logs_dir / "serve.log",
+            pid_file=self.pid_file("serve"),
+            env=env,
+        )
 
     def profile(self) -> Profile:
         c = self.config
