@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import click
@@ -60,4 +61,10 @@ def serve_command(
         log=options.progress,
     )
     options.progress(f"irlib serve on {base} (runbooks: {', '.join(triage.known)})")
+
+    def stop(signum: int, frame: object) -> None:
+        triage.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     serve_forever(triage, token, host, port)

@@ -199,11 +199,16 @@ class Lab:
     def tokens(self) -> dict[str, Any]:
         """The bearer tokens the lab's apps were started with (file mode 600, never printed
         unless the lab generated them)."""
+        old: dict[str, Any] = {"tokens": {}, "generated": []}
         if self._secrets_file.exists():
-            return json.loads(self._secrets_file.read_text())
-        found = {k: os.environ[k] for k in TOKEN_ENVS if os.environ.get(k)}
-        generated = [k for k in TOKEN_ENVS if k not in found]
-        found.update({k: secrets.token_urlsafe(24) for k in generated})
+            old = json.loads(self._secrets_file.read_text())
+            if set(TOKEN_ENVS) <= set(old["tokens"]):
+                return old
+        # a new lab, or one made before a token was added (IRLIB_SERVE_TOKEN): add the missing
+        found = dict(old["tokens"])
+        found.update({k: os.environ[k] for k in TOKEN_ENVS if k not in found and os.environ.get(k)})
+        generated = list(old["generated"]) + [k for k in TOKEN_ENVS if k not in found]
+        found.update({k: secrets.token_urlsafe(24) for k in TOKEN_ENVS if k not in found})
         data = {"tokens": found, "generated": generated}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -105,6 +105,7 @@ class Triage:
         self.most_running = 0  # the most runs seen at once, for /v1/status
         self._ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
+        self._children: set[subprocess.Popen[str]] = set()
 
     def start(self) -> None:
         (self.outputs / JOURNAL).parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,19 @@ class Triage:
             t = threading.Thread(target=self._work, name=f"triage-{n}", daemon=True)
             t.start()
             self._threads.append(t)
+
+    def stop(self) -> None:
+        """End the runs under way (SIGTERM to each `irlib run`, SIGKILL after 10 s): a stopped
+        server leaves no run behind. Their folders keep what was written so far."""
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
     # -- the webhook ----------------------------------------------------------------------
 
@@ -305,14 +319,26 @@ class Triage:
             str(self.notebooks),
         ]  # never --confirm: read-only
         self.log(f"run {run.id}: {run.runbook} for {', '.join(run.alerts)} ({run.incident})")
-        done = subprocess.run(
+        child = subprocess.Popen(
             cmd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=self._child_env(),
-            timeout=timeout * 10 + 60,  # every cell bounded by `timeout`; this bounds a hang
             cwd=self.outputs,
         )
+        with self._lock:
+            self._children.add(child)
+        try:
+            # every cell is bounded by `timeout`; this bounds a hang of the whole run
+            stdout, stderr = child.communicate(timeout=timeout * 10 + 60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            stdout, stderr = child.communicate()
+        finally:
+            with self._lock:
+                self._children.discard(child)
+        done = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
         run.exit_code = done.returncode
         lines = done.stdout.strip().splitlines()
         run_dir = Path(lines[-1]) if lines else None
