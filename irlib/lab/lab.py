@@ -214,6 +214,7 @@ class Lab:
         fd = os.open(self._secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
+        os.chmod(self._secrets_file, 0o600)  # O_CREAT leaves an existing file's mode alone
         return data
 
     def spawn_python(self, part: str, module: str, *args: str) -> int:
