@@ -358,6 +358,19 @@ class Triage:
             "evidence": top.get("evidence"),
             "mitigations": list(verdict.get("mitigations") or []),
         }
+        suggested = run.verdict["severity"]
+        opened_as = inc.load(self.outputs, run.incident).record.severity
+        if suggested and suggested != opened_as:
+            # the record is written once, at the alert; the verdict's word is kept beside it
+            inc.append(
+                self.outputs,
+                run.incident,
+                "note",
+                f"The verdict suggests {suggested}; the incident was opened as {opened_as} "
+                "from the alert's severity",
+                data={"suggested_severity": suggested, "run": run_dir.name},
+                by=OPERATOR,
+            )
         sent = comms.send(
             self.outputs,
             run.incident,
