@@ -3,10 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 LAB_VENV := .venv-lab
 PY := $(VENV)/bin/python
-APT_PACKAGES := postgresql redis-server prometheus chromium
+APT_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager chromium
 # What each apt package brings, to tell whether it is installed already.
 APT_PROBES := /usr/lib/postgresql/*/bin/initdb /usr/bin/redis-server /usr/bin/redis-cli /usr/bin/prometheus \
-	/usr/bin/chromium
+	/usr/bin/prometheus-alertmanager /usr/bin/chromium
 
 .PHONY: setup system-packages venv test lint demo lab clean
 

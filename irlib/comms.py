@@ -7,6 +7,7 @@ timeout. A failed post is recorded, never raised; the URL is a secret and is nev
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -96,8 +97,10 @@ def render(
     *,
     eta: str | None = None,
     review: str | None = None,
+    footer: Sequence[str] = (),
 ) -> Message:
-    """One of the seed's templates, filled from the record and the latest verdicts."""
+    """One of the seed's templates, filled from the record and the latest verdicts; `footer`
+    lines follow the template's (irlib serve adds the verdict, its evidence and how to act)."""
     r = incident.record
     head = f"[{r.severity}] {settings.subject}"
     if template == "initial":
@@ -112,6 +115,7 @@ def render(
             "",
             f"War Room: {settings.war_room}",
         ]
+        body += ["", *footer] if footer else []
         return Message(template, f"{head} - {r.title}", "\n".join(body))
     if template == "update":
         number = len(incident.messages("update")) + 1
@@ -184,6 +188,7 @@ def send(
     review: str | None = None,
     by: str | None = None,
     now: datetime | None = None,
+    footer: Sequence[str] = (),
 ) -> Sent:
     """Record the message in the timeline (numbered under the timeline's lock), then post it
     to the webhook when one is configured and record whether it arrived. The lock is not held
@@ -193,7 +198,7 @@ def send(
     rendered: list[Message] = []
 
     def make(incident: inc.Incident) -> list[inc.New]:
-        message = render(incident, template, settings, eta=eta, review=review)
+        message = render(incident, template, settings, eta=eta, review=review, footer=footer)
         rendered.append(message)
         channel = "webhook" if url else "paste"
         label = f"UPDATE {message.number}" if message.number else template

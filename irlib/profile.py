@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -220,6 +221,77 @@ class EvidenceSettings:
     signing_key_env: str | None = None
 
 
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")  # Prometheus's duration syntax
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The alert rules irlib ships (irlib.alerts.rules): how long a symptom must last, the
+    range its rates are taken over, where the runbooks are read, and what counts as bad."""
+
+    pending: str = "2m"  # every rule's `for:`
+    window: str = "5m"  # the range of rate() and increase()
+    group: str = "irlib-runbooks"
+    runbook_url: str = "https://runbooks.example.com/irlib/{runbook}"  # {runbook}: its name
+    execution_job: str = "execution-service"  # Prometheus jobs (the api's: prometheus.job)
+    calibration_job: str = "calibration-service"
+    api_error_ratio: float = 0.05  # share of 5xx answers that is an outage
+    orders_rejected_ratio: float = 0.2  # share of orders the broker rejects
+    no_trading_s: float = 300.0  # no fill for this long: trading has stopped
+    order_unsent_max_s: float = 60.0  # a running strategy's order not sent after this long
+
+    def __post_init__(self) -> None:
+        for name in ("pending", "window"):
+            if not DURATION.match(getattr(self, name)):
+                raise ProfileError(
+                    f"alerts.{name}: expected a Prometheus duration such as 30s or 5m, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if "{runbook}" not in self.runbook_url:
+            raise ProfileError("alerts.runbook_url: must contain {runbook}")
+
+
+MATCHER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)(.*)$")  # Alertmanager's syntax
+
+
+@dataclass(frozen=True)
+class AlertRoute:
+    """Alerts whose labels match every matcher (`label=value`, `!=`, `=~regex`, `!~regex`)
+    go to `runbook`; an alert's own `runbook` label wins over every route."""
+
+    runbook: str
+    matchers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for m in self.matchers:
+            found = MATCHER.match(m)
+            if not found:
+                raise ProfileError(f"serve.routes: {m!r} is not a matcher like alertname=ApiDown")
+            if "~" in found.group(2):
+                try:
+                    re.compile(found.group(3))
+                except re.error as e:
+                    raise ProfileError(f"serve.routes: {m!r}: bad regex ({e})") from None
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """`irlib serve` (irlib.serve): its token, how many runs at once and waiting, the cooldown
+    of an alert group, where its links point, and the routes of alerts without a runbook label."""
+
+    token_env: str = "IRLIB_SERVE_TOKEN"  # every endpoint but /healthz wants this bearer token
+    workers: int = 2  # runs at once (each a process with its kernel)
+    queue: int = 20  # runs waiting; past that the webhook answers 503 and Alertmanager retries
+    cooldown_s: float = 600.0  # a group's repeats within this long after its run are noted only
+    run_timeout_s: float = 120.0  # per cell, as `irlib run --timeout`
+    public_url: str | None = None  # the links' base URL; None: http://HOST:PORT it listens on
+    routes: tuple[AlertRoute, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.queue < 0 or self.cooldown_s < 0:
+            raise ProfileError("serve: workers >= 1, queue >= 0 and cooldown_s >= 0 please")
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -235,6 +307,8 @@ class Profile:
     incident: IncidentSettings = field(default_factory=IncidentSettings)
     drills: DrillSettings = field(default_factory=DrillSettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -43,6 +43,7 @@ LAB_GROUPS = {
     "faults": (
         "tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py",
         "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
+        "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py",
     ),
 }  # fmt: skip
 
@@ -62,7 +63,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     state_dir = tmp_path_factory.mktemp("lab")
     env = {
-        k: v for k, v in os.environ.items() if k not in ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN")
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN", "IRLIB_SERVE_TOKEN")
     }
     up = irlib("lab", "up", "--state-dir", str(state_dir), env=env, timeout=180)
     handle = LabHandle(Lab(state_dir), parse_exports(up.stdout), up)

@@ -28,6 +28,8 @@ PARTS = (
     "kubernetes",
     "execution",
     "calibration_service",
+    "alertmanager",
+    "serve",
 )
 
 

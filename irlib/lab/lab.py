@@ -21,12 +21,15 @@ from typing import Any
 
 import httpx
 
+from irlib.alerts.rules import render as render_rules
 from irlib.errors import LabError, LabNotRunning
-from irlib.lab import procs, seed, servers
+from irlib.lab import alertmanager, procs, seed, servers
 from irlib.lab.config import PARTS, LabConfig, read_control, write_control
 from irlib.lab.kube import controller_problems, wait_ready, write_kubeconfig
 from irlib.lab.kube.access import ssl_context
+from irlib.notebooks_dir import notebooks_dir
 from irlib.profile import (
+    AlertSettings,
     HttpTarget,
     KubernetesTarget,
     PostgresTarget,
@@ -36,7 +39,7 @@ from irlib.profile import (
     dump_profile,
 )
 
-TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN")
+TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN", alertmanager.SERVE_TOKEN_ENV)
 
 
 def default_state_dir() -> Path:
@@ -112,10 +115,19 @@ PART_LIST: list[Part] = [
     ),
     Part(
         "prometheus",
-        lambda lab: servers.start_prometheus(lab.config),
+        lambda lab: lab.start_prometheus(),
         servers.prometheus_ready,
         servers.prometheus_ready,
         lambda c: ("url", c.url("prometheus")),
+    ),
+    Part(
+        "alertmanager",
+        lambda lab: alertmanager.start_alertmanager(
+            lab.config, lab.tokens()["tokens"][alertmanager.SERVE_TOKEN_ENV]
+        ),
+        alertmanager.alertmanager_ready,
+        alertmanager.alertmanager_ready,
+        lambda c: ("url", c.url("alertmanager")),
     ),
     _app("api", "/health", "/livez"),
     _app("broker", "/health"),
@@ -136,6 +148,14 @@ PART_LIST: list[Part] = [
         lambda c: True,
         lambda c: True,
         lambda c: ("target", c.url("api")),
+    ),
+    # `irlib serve` on the port Alertmanager posts to: alert-triggered triage, read-only
+    Part(
+        "serve",
+        lambda lab: lab.start_serve(),
+        lambda c: _http_answers(c.url("serve") + "/healthz", want_ok=False),
+        lambda c: _http_answers(c.url("serve") + "/healthz", want_ok=True),
+        lambda c: ("url", c.url("serve")),
     ),
 ]
 PARTS_BY_NAME = {p.name: p for p in PART_LIST}
@@ -192,16 +212,22 @@ class Lab:
     def tokens(self) -> dict[str, Any]:
         """The bearer tokens the lab's apps were started with (file mode 600, never printed
         unless the lab generated them)."""
+        old: dict[str, Any] = {"tokens": {}, "generated": []}
         if self._secrets_file.exists():
-            return json.loads(self._secrets_file.read_text())
-        found = {k: os.environ[k] for k in TOKEN_ENVS if os.environ.get(k)}
-        generated = [k for k in TOKEN_ENVS if k not in found]
-        found.update({k: secrets.token_urlsafe(24) for k in generated})
+            old = json.loads(self._secrets_file.read_text())
+            if set(TOKEN_ENVS) <= set(old["tokens"]):
+                return old
+        # a new lab, or one made before a token was added (IRLIB_SERVE_TOKEN): add the missing
+        found = dict(old["tokens"])
+        found.update({k: os.environ[k] for k in TOKEN_ENVS if k not in found and os.environ.get(k)})
+        generated = list(old["generated"]) + [k for k in TOKEN_ENVS if k not in found]
+        found.update({k: secrets.token_urlsafe(24) for k in TOKEN_ENVS if k not in found})
         data = {"tokens": found, "generated": generated}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
+        os.chmod(self._secrets_file, 0o600)  # O_CREAT leaves an existing file's mode alone
         return data
 
     def spawn_python(self, part: str, module: str, *args: str) -> int:
@@ -281,7 +307,7 @@ class Lab:
         # Redis and Prometheus start in the background while PostgreSQL starts and is seeded:
         # Prometheus spends its first seconds discovering targets anyway.
         servers.start_redis(config)
-        servers.start_prometheus(config)
+        self.start_prometheus()
         self.start_part("postgres")
         t1 = time.monotonic()
         seed.create_schema_and_seed(config.postgres_dsn)
@@ -303,9 +329,42 @@ class Lab:
             self.config.logs_dir / "api.log",
         )
 
-    def write_profile(self) -> Path:
+    def start_prometheus(self) -> int:
+        """Prometheus with the alert rules of the lab's profile (short `for:`, short ranges)."""
+        servers.alert_rules_file(self.config).write_text(render_rules(self.profile(), "prometheus"))
+        return servers.start_prometheus(self.config)
+
+    def start_serve(self) -> int:
+        """`irlib serve` with the lab's profile, its evidence in STATE/outputs; it posts to
+        the chat webhook in $IRLIB_INCIDENT_WEBHOOK_URL as set when `irlib lab up` runs."""
         c = self.config
-        profile = Profile(
+        self.write_profile()
+        env = dict(os.environ)
+        env.update(self.tokens()["tokens"])
+        env["PYTHONUNBUFFERED"] = "1"
+        return procs.spawn(
+            [
+                sys.executable,
+                "-m",
+                "irlib.cli",
+                "serve",
+                "--profile",
+                str(self.state_dir / "profile.yaml"),
+                "--outputs",
+                str(self.state_dir / "outputs"),
+                "--host",
+                c.host,
+                "--port",
+                str(c.ports["serve"]),
+            ],
+            log=c.logs_dir / "serve.log",
+            pid_file=self.pid_file("serve"),
+            env=env,
+        )
+
+    def profile(self) -> Profile:
+        c = self.config
+        return Profile(
             name="lab",
             kubernetes=KubernetesTarget(
                 kubeconfig=str(c.kubeconfig), context="irlib-lab", namespace=c.namespace
@@ -328,9 +387,19 @@ class Lab:
             postgres=PostgresTarget(dsn=c.postgres_dsn),
             redis=RedisTarget(url=c.redis_url),
             prometheus=PrometheusTarget(url=c.url("prometheus")),
+            # A drill is quick: symptoms fire after seconds, rates over half a minute.
+            alerts=AlertSettings(
+                pending="3s",
+                window="30s",
+                runbook_url=f"file://{notebooks_dir()}/{{runbook}}.ipynb",
+                no_trading_s=30.0,
+                order_unsent_max_s=20.0,
+            ),
         )
+
+    def write_profile(self) -> Path:
         path = self.state_dir / "profile.yaml"
-        dump_profile(profile, path)
+        dump_profile(self.profile(), path)
         return path
 
     def exports(self) -> dict[str, str]:

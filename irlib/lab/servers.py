@@ -188,13 +188,33 @@ PROMETHEUS_CONFIG = """\
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: ["{rules}"]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["{host}:{alertmanager_port}"]
 scrape_configs:
   - job_name: api-service
     metrics_path: /metrics
     static_configs:
       - targets: ["{host}:{api_port}"]
         labels: {{namespace: {namespace}, app: api-service}}
+  - job_name: execution-service
+    metrics_path: /metrics
+    static_configs:
+      - targets: ["{host}:{execution_port}"]
+        labels: {{namespace: {namespace}, app: execution-service}}
+  - job_name: calibration-service
+    metrics_path: /metrics
+    static_configs:
+      - targets: ["{host}:{calibration_port}"]
+        labels: {{namespace: {namespace}, app: calibration-service}}
 """
+
+
+def alert_rules_file(config: LabConfig) -> Path:
+    """The rule file the lab's Prometheus loads (written by the lab from its profile)."""
+    return Path(config.state_dir) / "alert_rules.yml"
 
 
 def start_prometheus(config: LabConfig) -> int:
@@ -203,7 +223,13 @@ def start_prometheus(config: LabConfig) -> int:
     conf = state / "prometheus.yml"
     conf.write_text(
         PROMETHEUS_CONFIG.format(
-            host=config.host, api_port=config.ports["api"], namespace=config.namespace
+            host=config.host,
+            api_port=config.ports["api"],
+            execution_port=config.ports["execution"],
+            calibration_port=config.ports["calibration_service"],
+            alertmanager_port=config.ports["alertmanager"],
+            rules=alert_rules_file(config),
+            namespace=config.namespace,
         )
     )
     return procs.spawn(

@@ -39,6 +39,7 @@ from irlib.lab.apps._common import (
     unavailable_handler,
 )
 from irlib.lab.apps.deployment_logs import DeploymentLogs
+from irlib.lab.apps.platform_metrics import CalibrationMetrics, serve_metrics
 from irlib.lab.config import LabConfig, read_control
 from irlib.lab.surfaces import RATE
 
@@ -426,6 +427,12 @@ async def oom_batch(svc: Service) -> None:
 
 
 def build_app(config: LabConfig) -> Starlette:
+    metrics = CalibrationMetrics()
+
+    async def refresh_metrics() -> None:
+        svc: Service = app.state.service
+        await metrics.refresh(svc.db, STATUS_SQL, QUOTE_WINDOW_S)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = Service(config)
@@ -439,9 +446,10 @@ def build_app(config: LabConfig) -> Starlette:
             with contextlib.suppress(Exception):
                 await svc.db.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/livez", livez),
+            Route("/metrics", serve_metrics),
             Route("/v1/calibration/status", status),
             Route("/v1/calibration/heston", heston_route, methods=["GET", "POST"]),
             Route("/v1/calibration/config", config_route),
@@ -451,6 +459,9 @@ def build_app(config: LabConfig) -> Starlette:
         lifespan=lifespan,
         exception_handlers={Unavailable: unavailable_handler},
     )
+    app.state.metrics = metrics
+    app.state.refresh_metrics = refresh_metrics
+    return app
 
 
 def main(config: LabConfig) -> None:

@@ -38,6 +38,7 @@ from irlib.lab.apps._common import (
 )
 from irlib.lab.apps.broker import BROKER_TOKEN_ENV
 from irlib.lab.apps.ingress import PodLogs
+from irlib.lab.apps.platform_metrics import ExecutionMetrics, serve_metrics
 from irlib.lab.config import LabConfig
 from irlib.lab.kube.access import async_admin_client
 from irlib.lab.seed import ACCOUNTS, SYMBOLS
@@ -79,6 +80,7 @@ class Engine:
         self.config = config
         self.db = Database(config.postgres_dsn, application_name=APP, keep=2)
         self.logs = PodLogs(config.pods_dir)
+        self.metrics = ExecutionMetrics()
         self.pods: list[str] | None = None
         self._turn = itertools.count()
         self._pods_url = (
@@ -176,6 +178,7 @@ class Engine:
         answer = _json(resp)
         if resp.status_code == 201:
             await self._book_fill(order, answer)
+            self.metrics.filled_now()
             slow = f" (slow broker: {took:.2f} s)" if took > SLOW_BROKER_S else ""
             level = "WARN" if slow else "INFO"
             self.log(
@@ -196,6 +199,7 @@ class Engine:
             return False
         reason = str(answer.get("reason") or answer.get("error") or f"HTTP {resp.status_code}")
         await self._set_state(order["id"], "rejected", answer.get("order_id"))
+        self.metrics.rejected_now(reason)
         self.log("WARN", f"broker rejected {ref} ({what}): {reason}")
         return True
 
@@ -291,8 +295,12 @@ def build_app(config: LabConfig) -> Starlette:
             with contextlib.suppress(Exception):
                 await engine.db.close()
 
-    app = Starlette(routes=[Route("/livez", livez)], lifespan=lifespan)
+    app = Starlette(
+        routes=[Route("/livez", livez), Route("/metrics", serve_metrics)], lifespan=lifespan
+    )
     app.state.engine = engine
+    app.state.metrics = engine.metrics
+    app.state.refresh_metrics = lambda: engine.metrics.refresh(engine.db)
     return app
 
 
