@@ -91,7 +91,7 @@ def test_fifty_groups_at_once_are_bounded_and_none_is_lost(
     refused = [k for k, code in answers.items() if code == 503]
     assert len(accepted) == WORKERS + QUEUE
     assert len(accepted) + len(refused) == 50
-    wait_until("the first runs to start", lambda: len(triage.ran) == WORKERS, 10)
+    wait_until("the first runs to start", lambda: len(triage.ran) == WORKERS, 60)
     assert triage.status()["running"] == WORKERS
     # Alertmanager retries a 503; so does this test, until every group is in
     triage.release.set()
@@ -118,7 +118,7 @@ def test_the_same_group_twice_within_its_cooldown_runs_once(
     assert post(url, group("twice")).json()["action"] == "queued"
     assert post(url, group("twice")).json()["action"] == "already-running"
     triage.release.set()
-    wait_until("the run to end", lambda: triage.run_list()[0]["state"] == "done", 10)
+    wait_until("the run to end", lambda: triage.run_list()[0]["state"] == "done", 60)
     again = post(url, group("twice")).json()
     assert again["action"] == "cooldown"
     assert triage.ran == ["twice"]
