@@ -130,6 +130,16 @@ class _Captured:
         self._conn = conn
         self._dsn = dsn
 
+    # What psycopg's `Composable.as_string(conn)` reads of a connection (a mitigation composes
+    # its statement with it); in a replay, psycopg's global adapters.
+    @property
+    def connection(self) -> Connection | None:
+        return self._conn
+
+    @property
+    def adapters(self) -> Any:
+        return self._conn.adapters if self._conn is not None else psycopg.adapters
+
     def execute(self, statement: Any, params: Params = ()) -> _Rows:
         text = (
             statement.as_string(self._conn) if isinstance(statement, sql.Composable) else statement

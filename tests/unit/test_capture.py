@@ -14,8 +14,9 @@ from pathlib import Path
 import psycopg.errors
 import pytest
 import redis
+from psycopg import sql
 
-from irlib import capture, io
+from irlib import capture, io, postgres
 from irlib.errors import MissingToken, Refused, TimedOut, Unreachable
 
 
@@ -130,3 +131,19 @@ def test_without_the_variable_nothing_is_kept(
     monkeypatch.delenv(capture.ENV, raising=False)
     assert capture.call("t", {"c": 1}, lambda: 7) == 7
     assert not capture.active() and capture.summary(tmp_path) is None
+
+
+def test_a_captured_connection_composes_statements_as_a_connection_does(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mitigation composes its SQL with the connection (`as_string(conn)`): the captured
+    one, and the replay's that has no connection under it, serve as well."""
+    dsn = "postgresql://irlib@127.0.0.1:9/x"
+    record.write_text(
+        json.dumps({"seq": 1, "at": "2026-12-05T08:00:00+00:00", "target": "postgres",
+                    "call": {"connect": dsn, "read_only": True}, "answer": True}) + "\n"
+    )  # fmt: skip
+    replay(record, monkeypatch)
+    statement = sql.SQL("ANALYZE {}").format(sql.Identifier("orders"))
+    with postgres.connect(dsn, timeout_s=1) as conn:
+        assert statement.as_string(conn) == 'ANALYZE "orders"'
