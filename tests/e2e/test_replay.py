@@ -37,7 +37,7 @@ def offline(outputs: Path, folders: list[Path], *extra: str) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": xdist tore it down and ran it twice
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return offline(tmp_path_factory.mktemp("replays"), FOLDERS)
 
