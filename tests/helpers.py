@@ -141,3 +141,16 @@ def outside(bin_dir: Path, lab_env: dict[str, str] | None = None) -> dict[str, s
         "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}",
         "VIRTUAL_ENV": str(bin_dir.parent),
     }
+
+
+def mount_service_account(lab: LabHandle, where: Path, token: str, namespace: str) -> Path:
+    """/var/run/secrets/kubernetes.io/serviceaccount as the kubelet lays it out in a pod: the
+    account's token, the cluster's CA (the lab's) and the pod's namespace, under `where`."""
+    from irlib.lab.kube import pki
+
+    mount = where / "serviceaccount"
+    mount.mkdir(parents=True)
+    (mount / "token").write_text(token)
+    shutil.copy(pki.path(lab.lab.config, pki.CA_CERT), mount / "ca.crt")
+    (mount / "namespace").write_text(namespace)
+    return mount

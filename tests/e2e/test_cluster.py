@@ -26,8 +26,15 @@ import pytest
 import yaml
 
 from irlib.drills import schedule
-from irlib.lab.kube import pki
-from tests.helpers import ROOT, LabHandle, irlib, outside, require_binary, wait_until
+from tests.helpers import (
+    ROOT,
+    LabHandle,
+    irlib,
+    mount_service_account,
+    outside,
+    require_binary,
+    wait_until,
+)
 
 NS = "trading"
 ACCOUNT = "irlib-drill"
@@ -127,16 +134,6 @@ def test_a_kubeconfig_with_the_accounts_token_serves_the_health_drill(
     assert not [c for c in results["checks"] if c["status"] == "error"], results["checks"]
 
 
-def mounted(lab: LabHandle, token: str, where: Path) -> Path:
-    """/var/run/secrets/kubernetes.io/serviceaccount as the kubelet lays it out."""
-    mount = where / "serviceaccount"
-    mount.mkdir(parents=True)
-    (mount / "token").write_text(token)
-    shutil.copy(pki.path(lab.lab.config, pki.CA_CERT), mount / "ca.crt")
-    (mount / "namespace").write_text(NS)
-    return mount
-
-
 def image_env() -> dict[str, str]:
     """The Dockerfile's ENV lines, as the image sets them."""
     text = (ROOT / "Dockerfile").read_text()
@@ -165,7 +162,7 @@ def test_the_cronjobs_command_runs_the_drill_as_the_images_user_in_cluster(
     (pod / "etc").mkdir()
     by_kind = {d["kind"]: d for d in deployed["docs"]}
     (pod / "etc" / "profile.yaml").write_text(by_kind["ConfigMap"]["data"]["profile.yaml"])
-    mount = mounted(lab, deployed["token"], pod)
+    mount = mount_service_account(lab, pod, deployed["token"], NS)
     evidence, scratch = pod / "evidence", pod / "tmp"
     for folder in (evidence, scratch):
         folder.mkdir()

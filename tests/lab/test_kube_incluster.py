@@ -7,7 +7,6 @@ and _PORT). A 403 is an ERROR check naming the permission that is missing.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,8 @@ import yaml
 
 from irlib.diagnosis import reason_of
 from irlib.k8s import Kube, checks
-from irlib.lab.kube import pki
 from irlib.results import Status
-from tests.helpers import LabHandle, irlib, require_binary
+from tests.helpers import LabHandle, irlib, mount_service_account, require_binary
 
 NS = "trading"
 ACCOUNT = "irlib-incluster"
@@ -98,13 +96,7 @@ def token(lab: LabHandle) -> Iterator[str]:
 
 
 def _mount(lab: LabHandle, where: Path, token: str) -> Path:
-    """The account's token, CA and namespace as the kubelet mounts them in a pod."""
-    mount = where / "serviceaccount"
-    mount.mkdir(parents=True)
-    (mount / "token").write_text(token)
-    shutil.copy(pki.path(lab.lab.config, pki.CA_CERT), mount / "ca.crt")
-    (mount / "namespace").write_text(NS)
-    return mount
+    return mount_service_account(lab, where, token, NS)
 
 
 def _pod_env(lab: LabHandle, where: Path, mount: Path | None) -> dict[str, str]:
