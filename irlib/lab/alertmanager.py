@@ -14,7 +14,7 @@ import yaml
 
 from irlib.lab import procs
 from irlib.lab.config import LabConfig
-from irlib.lab.servers import find_binary
+from irlib.lab.servers import answers_ready, find_binary
 
 BINARY = "prometheus-alertmanager"
 WEBHOOK_PATH = "/v1/alertmanager"
@@ -92,9 +92,4 @@ def start_alertmanager(config: LabConfig, token: str) -> int:
 
 
 def alertmanager_ready(config: LabConfig) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(config.url("alertmanager") + "/-/ready", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return answers_ready(config, "alertmanager")

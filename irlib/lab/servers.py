@@ -247,9 +247,14 @@ def start_prometheus(config: LabConfig) -> int:
 
 
 def prometheus_ready(config: LabConfig) -> bool:
+    return answers_ready(config, "prometheus")
+
+
+def answers_ready(config: LabConfig, part: str) -> bool:
+    """The Prometheus family's readiness endpoint (`/-/ready`: Prometheus, Alertmanager)."""
     import httpx
 
     try:
-        return httpx.get(config.url("prometheus") + "/-/ready", timeout=0.5).status_code == 200
+        return httpx.get(config.url(part) + "/-/ready", timeout=0.5).status_code == 200
     except httpx.HTTPError:
         return False
