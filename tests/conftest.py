@@ -48,6 +48,8 @@ LAB_GROUPS = {
 }  # fmt: skip
 
 
+# tryfirst: the marks must be on before xdist's worker reads them, in this same hook
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = item.nodeid.split("::")[0]
@@ -57,6 +59,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{path} is in no group of tests/conftest.py's LAB_GROUPS")
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On an xdist worker with --dist loadgroup, a grouped test's id must end in its group:
+    that suffix is all xdist schedules by. When pytest 9.2 stopped xdist 3.8 from setting it,
+    each worker silently brought up its own lab for a mix of both groups."""
+    if getattr(item.config.option, "loadgroup", False) and item.get_closest_marker("xdist_group"):
+        if "@" not in item.nodeid.rsplit("::", 1)[-1]:
+            pytest.fail(f"xdist did not group {item.nodeid}: see pyproject.toml's pytest pin")
 
 
 @pytest.fixture(scope="session")

@@ -393,12 +393,15 @@ def check_active_queries(
     dsn: str,
     *,
     long_s: float = 5.0,
+    idle_tx_s: float = 2.0,
     limit: int = 20,
     timeout_s: float = 5.0,
     password_env: str | None = None,
 ) -> Check:
     """The seed's `pg_stat_activity WHERE state = 'active' ORDER BY duration DESC`, and the
-    sessions idle in transaction (they hold locks and snapshots while doing nothing)."""
+    sessions idle in a transaction open for `idle_tx_s` or more (they hold locks and snapshots
+    while doing nothing). A healthy service's transaction is idle for milliseconds between its
+    statements; a sample that lands in such a gap is not a finding."""
     name = "active queries"
 
     def body() -> Check:
@@ -415,7 +418,11 @@ def check_active_queries(
             timeout_s=timeout_s,
             password_env=password_env,
         )
-        idle_tx = [r for r in rows if r["state"].startswith("idle in transaction")]
+        idle_tx = [
+            r
+            for r in rows
+            if r["state"].startswith("idle in transaction") and (r["xact_s"] or 0) >= idle_tx_s
+        ]
         long = [r for r in rows if r["state"] == "active" and (r["duration_s"] or 0) >= long_s]
         status = Status.WARN if long or idle_tx else Status.OK
         summary = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import mimetypes
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,9 @@ EVIDENCE_TYPES = {".html": "text/html; charset=utf-8", ".jsonl": "text/plain; ch
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's backlog is 5: a burst of Alertmanager groups (one connection each)
+    # overflowed it and the kernel reset the rest. The pool bounds runs, not connections.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], triage: Triage, token: str) -> None:
         super().__init__(address, Handler)

@@ -16,8 +16,10 @@ import pytest
 
 from irlib.errors import UsageError
 from irlib.lab.faults import FAULTS
+from irlib.postgres import checks as pg_checks
 from irlib.postgres import mitigations as pg_fix
-from tests.helpers import LabHandle, irlib, run_runbook
+from irlib.results import Check, Status
+from tests.helpers import LabHandle, irlib, run_runbook, wait_until
 from tests.lab import latency_lab
 
 RUNBOOK = "p2_high_latency"
@@ -71,7 +73,29 @@ def test_no_fault_gives_a_healthy_verdict(lab: LabHandle, tmp_path: Path) -> Non
         "redis memory",
         "api pool",
     } <= names
-    assert all(c["status"] == "ok" for c in results["checks"]), results["checks"]
+    assert all(c["status"] == "ok" for c in results["checks"]), [
+        (c["check"], c["status"], c["summary"]) for c in results["checks"] if c["status"] != "ok"
+    ]
+
+
+def test_a_transaction_idle_between_statements_is_no_finding_one_left_open_is(
+    lab: LabHandle,
+) -> None:
+    # The lab's execution service, like any, idles for milliseconds inside its transactions:
+    # a sample landing in such a gap once turned a healthy verdict's check WARN.
+    dsn = latency_lab.config(lab).postgres_dsn
+
+    def ours(check: Check) -> list[dict[str, Any]]:
+        return [r for r in check.facts["idle_in_transaction"] if r["application_name"] == "probe"]
+
+    with psycopg.connect(dsn, application_name="probe") as conn:
+        conn.execute("SELECT 1")  # opens a transaction and leaves it idle
+        assert not ours(pg_checks.check_active_queries(dsn, idle_tx_s=600))
+        left_open = wait_until(
+            "the open transaction to count",
+            lambda: c if ours(c := pg_checks.check_active_queries(dsn)) else None,
+        )
+        assert left_open.status is Status.WARN and "idle in transaction" in left_open.summary
 
 
 def test_slow_query_create_index_confirmed_restores_the_statement(
