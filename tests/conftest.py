@@ -65,9 +65,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """On an xdist worker with --dist loadgroup, a grouped test's id must end in its group:
     that suffix is all xdist schedules by. When pytest 9.2 stopped xdist 3.8 from setting it,
     each worker silently brought up its own lab for a mix of both groups."""
-    if getattr(item.config.option, "loadgroup", False) and item.get_closest_marker("xdist_group"):
-        if "@" not in item.nodeid.rsplit("::", 1)[-1]:
-            pytest.fail(f"xdist did not group {item.nodeid}: see pyproject.toml's pytest pin")
+    grouped = getattr(item.config.option, "loadgroup", False) and item.get_closest_marker(
+        "xdist_group"
+    )
+    if grouped and "@" not in item.nodeid.rsplit("::", 1)[-1]:
+        pytest.fail(f"xdist did not group {item.nodeid}: see pyproject.toml's pytest pin")
 
 
 @pytest.fixture(scope="session")
