@@ -96,7 +96,7 @@ def test_a_transaction_idle_between_statements_is_no_finding_one_left_open_is(
             lambda: c if ours(c := pg_checks.check_active_queries(dsn)) else None,
         )
         assert left_open is not None and left_open.status is Status.WARN
-        assert "1 idle in transaction" in left_open.summary
+        assert "idle in transaction" in left_open.summary
 
 
 def test_slow_query_create_index_confirmed_restores_the_statement(
