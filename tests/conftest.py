@@ -38,11 +38,14 @@ LAB_GROUPS = {
         "tests/e2e/test_under_load.py", "tests/e2e/test_golden.py",
         "tests/e2e/test_jupyterlab.py", "tests/e2e/test_runner.py",
         "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
-        "tests/e2e/test_evidence_html.py",
+        "tests/e2e/test_evidence_html.py", "tests/e2e/test_install.py",
+        "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
+        # last (tests/lab/ is collected after tests/e2e/): they inject no runbook fault
+        "tests/lab/test_lab_scale.py", "tests/lab/test_kube_api.py",
+        "tests/lab/test_kube_auth.py", "tests/lab/test_kube_incluster.py",
     ),
     "faults": (
-        "tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py",
-        "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
+        "tests/e2e/test_fault_pairs.py", "tests/lab/",
         "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py",
     ),
 }  # fmt: skip

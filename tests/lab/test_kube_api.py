@@ -323,13 +323,16 @@ def test_follow_streams_appended_lines(emu: Emulator) -> None:
     pod = _api_pod(emu)
     cmd = emu.command("logs", "-f", pod, "-n", NS, "--tail=0")
     follower = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert follower.stdout is not None
     try:
-        time.sleep(0.5)
-        with open(podlogs.path(emu.config.pods_dir, pod), "a") as f:
-            f.write(f"{podlogs.stamp(time.time())} INFO order 4711 filled\n")
-        assert follower.stdout is not None
-        readable, _, _ = select.select([follower.stdout], [], [], 10)
-        assert readable, "kubectl logs -f printed nothing in 10 s"
+        # --tail=0: a line appended before kubectl is following is (rightly) never printed, and
+        # kubectl may take seconds to start on a busy machine: append one each second until seen
+        deadline, readable = time.monotonic() + 60, []
+        while not readable and time.monotonic() < deadline:
+            with open(podlogs.path(emu.config.pods_dir, pod), "a") as f:
+                f.write(f"{podlogs.stamp(time.time())} INFO order 4711 filled\n")
+            readable, _, _ = select.select([follower.stdout], [], [], 1)
+        assert readable, "kubectl logs -f printed nothing in 60 s"
         assert "INFO order 4711 filled" in follower.stdout.readline()
     finally:
         follower.terminate()
