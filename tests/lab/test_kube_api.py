@@ -327,7 +327,7 @@ def test_follow_streams_appended_lines(emu: Emulator) -> None:
     try:
         # --tail=0: a line appended before kubectl is following is (rightly) never printed, and
         # kubectl may take seconds to start on a busy machine: append one each second until seen
-        deadline, readable = time.monotonic() + 60, []
+        deadline, readable = time.monotonic() + 60, list[Any]()
         while not readable and time.monotonic() < deadline:
             with open(podlogs.path(emu.config.pods_dir, pod), "a") as f:
                 f.write(f"{podlogs.stamp(time.time())} INFO order 4711 filled\n")
