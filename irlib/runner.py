@@ -112,7 +112,7 @@ def run_runbook(
     shutil.copyfile(plan.profile_path, run_dir / PROFILE_COPY)  # what a replay connects "to"
     t0 = time.monotonic()
     tape = f"replay:{replay_of}" if replay_of else f"record:{run_dir}"
-    reason = _execute(plan, run_dir, execution_timeout_s, tape)
+    reason = _execute(plan, run_dir, execution_timeout_s, tape, in_process=replay_of is not None)
     finished = io.utcnow()
     result = _archive(
         plan, run_dir, reason, started, finished, time.monotonic() - t0, replay_of=replay_of
@@ -237,9 +237,13 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | None:
+def _execute(
+    plan: _Plan, run_dir: Path, timeout: float, tape: str, in_process: bool = False
+) -> str | None:
     """Run the notebook; None when it completed, else why it crashed (its notebook marked).
-    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay)."""
+    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay).
+    `in_process`: in a kernel inside this process (irlib.inprocess), for a replay: no kernel
+    to start, nothing to import twice, and the notebook saved once at the end."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -251,8 +255,14 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | Non
     }
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
+    km = None
+    if in_process:
+        from irlib.inprocess import KernelManager
+
+        km = KernelManager()
     try:
         with environment(env):
+            capture.reset()  # a kernel in this process reads its tape from env afresh
             papermill.execute_notebook(
                 str(plan.notebook),
                 str(run_dir / NOTEBOOK),
@@ -265,6 +275,8 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | Non
                 # The kernel's own log (plain-TCP warning, socket errors while it is shut
                 # down after a timeout) is noise on the operator's terminal, not evidence.
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                km=km,
+                request_save_on_cell_execute=km is None,
             )
         return None
     except PapermillExecutionError as e:
@@ -278,6 +290,9 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | Non
         reason = "interrupted by the operator (Ctrl-C)"
     except Exception as e:  # a kernel that cannot start, a notebook papermill cannot write
         reason = f"papermill failed: {type(e).__name__}: {e}"
+    finally:
+        if km is not None:  # nbclient leaves a kernel it was given running
+            km.shutdown_kernel()
     _mark_crashed(run_dir / NOTEBOOK, plan.notebook, reason, papermill_marked_all_completed)
     return reason
 
