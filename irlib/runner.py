@@ -79,6 +79,7 @@ def run_runbook(
     parent: Path | None = None,
     label: str | None = None,
     replay_of: Path | None = None,
+    on_results: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`
     (or `parent/`, for the drills) in a new folder `<UTC time>-<label or runbook>`.
@@ -90,7 +91,8 @@ def run_runbook(
 
     Every answer the run reads is captured (captures.jsonl) beside a copy of its profile;
     `replay_of` (an earlier run's captures file) answers every read from it instead,
-    connecting nowhere (irlib.replay).
+    connecting nowhere (irlib.replay). `on_results` hears the outcome before the HTML is
+    rendered (irlib.archive.archive).
     """
     plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
     started = io.utcnow()
@@ -115,7 +117,14 @@ def run_runbook(
     reason = _execute(plan, run_dir, execution_timeout_s, tape, in_process=replay_of is not None)
     finished = io.utcnow()
     result = _archive(
-        plan, run_dir, reason, started, finished, time.monotonic() - t0, replay_of=replay_of
+        plan,
+        run_dir,
+        reason,
+        started,
+        finished,
+        time.monotonic() - t0,
+        replay_of=replay_of,
+        on_results=on_results,
     )
     _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
@@ -350,6 +359,7 @@ def _archive(
     finished: datetime,
     duration_s: float,
     replay_of: Path | None = None,
+    on_results: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """notebook.html, results.json and manifest.json, every file redacted before hashing."""
     if reason is None:
@@ -375,6 +385,7 @@ def _archive(
         signing_key_env=plan.profile.evidence.signing_key_env,
         mode="replay" if replay_of is not None else None,
         replay_of=original,
+        on_results=on_results,
     )
 
 

@@ -53,7 +53,8 @@ def replay_command(
         outputs=outputs,
         execution_timeout_s=timeout,
         log=options.progress,
+        # the verdicts as soon as they are known; the HTML is rendered after
+        on_verdict=lambda known: click.echo(known.text()),
     )
-    click.echo(done.text())
     click.echo(str(done.result.run_dir))
     sys.exit(done.exit_code)

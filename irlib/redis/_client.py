@@ -7,20 +7,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
 from irlib.transport import secret
+
+if TYPE_CHECKING:
+    import redis
 
 
 @contextmanager
 def session(
     url: str, *, timeout_s: float, password_env: str | None = None
 ) -> Iterator[redis.Redis]:
-    """A client for the `with` block, closed on leaving it."""
+    """A client for the `with` block, closed on leaving it. A replay makes none: the driver
+    (a third of a second of imports) is imported only when a command may be sent."""
+    if capture.replaying():
+        yield _Captured(None, url)  # type: ignore[misc]
+        return
+    import redis
+
     client = redis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
@@ -41,7 +48,7 @@ def session(
 class _Captured:
     """The client with each command captured (irlib.capture); a replay sends none."""
 
-    def __init__(self, client: redis.Redis, url: str) -> None:
+    def __init__(self, client: redis.Redis | None, url: str) -> None:
         self._client = client
         self._url = url
 
