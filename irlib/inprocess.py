@@ -6,7 +6,8 @@ ipykernel ships the in-process kernel; these subclasses only fill in the calls n
 that it lacks (`wait_for_ready(timeout=)`, `shutdown_kernel(now=)`, `cleanup_resources`), and
 give every kernel a fresh IPython shell: IPython keeps one shell per process, so without that
 a second replay in the same process would see the first one's variables and execution counts.
-Not for live runs: a cell cannot be interrupted, so `--timeout` cannot stop it.
+Not for live runs: a cell cannot be interrupted, so `--timeout` cannot stop it; and not
+inside an IPython shell (a notebook's kernel), which the new shell would replace.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ def run_runbook(
     shutil.copyfile(plan.profile_path, run_dir / PROFILE_COPY)  # what a replay connects "to"
     t0 = time.monotonic()
     tape = f"replay:{replay_of}" if replay_of else f"record:{run_dir}"
-    reason = _execute(plan, run_dir, execution_timeout_s, tape, in_process=replay_of is not None)
+    in_process = replay_of is not None and not _inside_ipython()
+    reason = _execute(plan, run_dir, execution_timeout_s, tape, in_process=in_process)
     finished = io.utcnow()
     result = _archive(
         plan,
@@ -129,6 +130,13 @@ def run_runbook(
     _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
     return result
+
+
+def _inside_ipython() -> bool:
+    """An IPython shell runs this process already (the post-mortem notebook replays in its
+    kernel): an in-process kernel would take its place as the process's one shell."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
 
 
 def _attach_to_incident(run_dir: Path, log: Callable[[str], None]) -> None:

@@ -180,3 +180,30 @@ def test_a_replay_that_crashes_keeps_its_partial_notebook_and_exits_3(tmp_path: 
     }
     saved = nbformat.read(run_dir / "notebook.ipynb", as_version=4)
     assert saved.metadata["irlib"]["run"]["status"] == "crashed"
+
+
+def test_the_post_mortem_notebook_replays_in_its_kernel_without_losing_its_shell(
+    tmp_path: Path,
+) -> None:
+    """Inside a notebook's kernel (an IPython shell runs the process) a replay starts a kernel
+    of its own: an in-process one would replace the notebook's shell and lose its outputs."""
+    import papermill
+
+    opened = inc.open_incident(
+        tmp_path, severity="P1", title="API unavailable", settings=IncidentSettings()
+    )
+    run = opened.folder / "20261205T091500Z-p1_system_unavailable"
+    shutil.copytree(KEPT / "bad-deploy--p1_system_unavailable", run)
+    out = tmp_path / "postmortem.ipynb"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "postmortem.ipynb"), str(out),
+        parameters={"incident": opened.id, "outputs_dir": str(tmp_path)},
+        kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False,
+    )  # fmt: skip
+    shown = [
+        o.get("data", {}).get("text/markdown", "")
+        for c in nbformat.read(out, as_version=4).cells
+        for o in c.get("outputs", [])
+    ]
+    replays = next(t for t in shown if "## Replays (today's rules)" in t)
+    assert "0 verdict(s) differ" in replays and "| the same |" in replays
