@@ -22,9 +22,15 @@ def session(
     url: str, *, timeout_s: float, password_env: str | None = None
 ) -> Iterator[redis.Redis]:
     """A client for the `with` block, closed on leaving it. A replay makes none: the driver
-    (a third of a second of imports) is imported only when a command may be sent."""
+    (a third of a second of imports) is imported only when a command may be sent, or when a
+    replayed answer is one of its errors."""
     if capture.replaying():
-        yield _Captured(None, url)  # type: ignore[misc]
+        try:
+            yield _Captured(None, url)  # type: ignore[misc]
+        except Exception as e:
+            if type(e).__module__.split(".")[0] != "redis":
+                raise
+            raise _target_error(e, timeout_s) from e
         return
     import redis
 
@@ -37,12 +43,18 @@ def session(
     try:
         with client:
             yield _Captured(client, url) if capture.active() else client  # type: ignore[misc]
-    except redis.TimeoutError as e:
-        raise TimedOut(f"no answer within {timeout_s:g} s: {e}") from e
-    except redis.ConnectionError as e:  # refused, reset, and also a refused password
-        raise Unreachable(f"unreachable: {e}") from e
     except redis.RedisError as e:
-        raise Refused(str(e)) from e
+        raise _target_error(e, timeout_s) from e
+
+
+def _target_error(e: Exception, timeout_s: float) -> Exception:
+    import redis
+
+    if isinstance(e, redis.TimeoutError):
+        return TimedOut(f"no answer within {timeout_s:g} s: {e}")
+    if isinstance(e, redis.ConnectionError):  # refused, reset, and also a refused password
+        return Unreachable(f"unreachable: {e}")
+    return Refused(str(e))
 
 
 class _Captured:

@@ -181,3 +181,22 @@ def test_reset_replays_the_same_captures_afresh(
         capture.call("http", {"url": "u", "params": None}, never)
     capture.reset()  # as a second in-process replay of the same folder does
     assert capture.call("http", {"url": "u", "params": None}, never) == 1
+
+
+def test_a_redis_session_replays_a_refused_connection_as_unreachable(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay opens no Redis client, yet a replayed driver error leaves the session as the
+    target error a live one raises (redis-down's PING is a FAIL, not an unknown)."""
+    import socket
+
+    from irlib.redis import _client
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    with pytest.raises(Unreachable), _client.session(url, timeout_s=1) as r:
+        r.ping()
+    replay(record, monkeypatch)
+    with pytest.raises(Unreachable, match="unreachable: "), _client.session(url, timeout_s=1) as r:
+        r.ping()
