@@ -1,17 +1,22 @@
-"""Benchmark: a replay beside the live run it replays, per runbook, in the same minute.
+"""Benchmark: each replay beside the live run it replays, per runbook, in the same minute.
 
     .venv/bin/python benchmarks/replay.py [--runs 5]
 
 Starts its own lab in a temporary state dir, puts it under each runbook's fault from the fault
 drill (bad-deploy, broker-rejects, slow-query, stale-calibration), runs `irlib run` RUNS times,
-clears the fault and replays each of those runs (`irlib replay`, no connection). Prints the
-medians, their ratio, and the floor of any run: papermill on an empty notebook.
+clears the fault and replays each of those runs (`irlib replay`, no connection). Prints, per
+runbook, the medians of: the live run; its replay until the verdict is printed and until the
+evidence folder is complete (the HTML is rendered after the verdict); the ratios; and the CPU
+time of each (user + system, the kernel process included), which a busy machine disturbs
+less than the wall clock. Then the floor of any run: papermill on an empty notebook.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab_and_run import IRLIB, exports, timed
+from lab_and_run import IRLIB, ROOT, exports, timed
 
 CASES = {
     "p1_system_unavailable": "bad-deploy",
@@ -28,6 +33,29 @@ CASES = {
     "p2_high_latency": "slow-query",
     "p2_calibration_failures": "stale-calibration",
 }
+VERDICT = ("the same verdict", "what changed:", "the replay crashed")  # irlib.replay's lines
+
+
+def children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, list[str]]:
+    """Wall time to the verdict line (irlib replay's) and to the end, CPU time, stdout lines."""
+    cpu, t0 = children_cpu_s(), time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    lines, verdict_at = [], None
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if verdict_at is None and line.startswith(VERDICT):
+            verdict_at = time.perf_counter() - t0
+    proc.wait()
+    end = time.perf_counter() - t0
+    return verdict_at or end, end, children_cpu_s() - cpu, lines
 
 
 def floor_s(runs: int) -> float:
@@ -49,27 +77,40 @@ def main() -> None:
     _, out = timed([*IRLIB, "lab", "up", "--state-dir", str(state)])
     env = exports(out)
     lab = ["--state-dir", str(state)]
-    head = f"{'runbook':26} {'fault':18} {'live s':>7} {'replay s':>9} {'ratio':>6}"
-    print(f"{head} {'captures':>12}")
+    print(
+        f"{'runbook':24} {'fault':17} {'live s':>7} {'replay s':>9} {'ratio':>6} "
+        f"{'verdict s':>9} {'ratio':>6} {'live cpu':>8} {'replay cpu':>10} {'captures':>9}"
+    )
     try:
         for runbook, fault in CASES.items():
             timed([*IRLIB, "lab", "inject", fault, *lab], env)
-            live, run_dirs = [], []
+            live, live_cpu, run_dirs = [], [], []
             try:
                 for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    _, printed = timed([*IRLIB, "run", runbook, "--outputs", str(outputs)], env)
-                    live.append(time.perf_counter() - t0)
-                    run_dirs.append(Path(printed.strip().splitlines()[-1]))
+                    _, wall, cpu, printed = run(
+                        [*IRLIB, "run", runbook, "--outputs", str(outputs)], env
+                    )
+                    live.append(wall)
+                    live_cpu.append(cpu)
+                    run_dirs.append(Path(printed[-1].strip()))
             finally:
                 timed([*IRLIB, "lab", "clear", *lab], env)
             # replayed once the fault is cleared: a replay needs no lab, and the fault's own
             # load (slow-query's scans) would only slow the machine it runs on
-            replayed = [timed([*IRLIB, "replay", str(d)], env)[0] for d in run_dirs]
+            replays = [run([*IRLIB, "replay", str(d)], env) for d in run_dirs]
+            differ = sum(1 for r in replays if VERDICT[0] not in r[3])
             sizes = [(d / "captures.jsonl").stat().st_size for d in run_dirs]
-            a, b = statistics.median(live), statistics.median(replayed)
-            kb = statistics.median(sizes) / 1024
-            print(f"{runbook:26} {fault:18} {a:7.2f} {b:9.2f} {a / b:5.1f}x {kb:9.0f} KB")
+            a = statistics.median(live)
+            to_verdict = statistics.median(r[0] for r in replays)
+            done = statistics.median(r[1] for r in replays)
+            print(
+                f"{runbook:24} {fault:17} {a:7.2f} {done:9.2f} {a / done:5.1f}x "
+                f"{to_verdict:9.2f} {a / to_verdict:5.1f}x {statistics.median(live_cpu):8.2f} "
+                f"{statistics.median(r[2] for r in replays):10.2f} "
+                f"{statistics.median(sizes) / 1024:6.0f} KB"
+                + (f"  ({differ} replay(s) with another verdict)" if differ else ""),
+                flush=True,
+            )
         print(f"papermill, empty notebook (the floor of any run): {floor_s(args.runs):.2f} s")
     finally:
         timed([*IRLIB, "lab", "down", "--purge", *lab], env)

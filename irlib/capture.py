@@ -165,6 +165,8 @@ class Player:
         first = self.records[0]["at"] if self.records else None
         self.clock = dt.datetime.fromisoformat(first) if first else None
         self.replayed = 0
+        # each thread's stopwatch: the time its replayed calls took in the original run
+        self._spent = threading.local()
 
     def call(self, target: str, call: Mapping[str, Any], read: Callable[[], T]) -> T:
         with self._lock:
@@ -175,11 +177,16 @@ class Player:
                 raise NoCapture(f"replay: the original run made no such call ({target})")
             self.clock = max(self.clock or dt.datetime.min.replace(tzinfo=dt.UTC), _at(record))
             self.replayed += 1
+        self._spent.s = self.spent() + float(record.get("elapsed_s") or 0.0)
         if "error" in record:
             raise _error(record["error"])
         if "answer" not in record:
             raise NoCapture(f"replay: the answer was too large to keep ({record.get('cut')} chars)")
         return decode(record["answer"])  # type: ignore[no-any-return]
+
+    def spent(self) -> float:
+        """Seconds this thread's replayed calls took when the original run made them."""
+        return float(getattr(self._spent, "s", 0.0))
 
     def _take(self, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
         for r in candidates:
@@ -271,6 +278,14 @@ def _current() -> Recorder | Player | None:
     return _tape
 
 
+def reset() -> None:
+    """Forget this process's tape: the next call reads the env var again. A kernel inside
+    the runner's process (irlib.inprocess) replays the same captures afresh each time."""
+    global _tape, _mode
+    with _mode_lock:
+        _tape, _mode = None, None
+
+
 def call(target: str, call_: Mapping[str, Any], read: Callable[[], T]) -> T:
     """Run `read` (one call to `target`, described by `call_`) as this process's mode says:
     plainly, recorded, or answered from the captures without running it."""
@@ -296,6 +311,16 @@ def now() -> dt.datetime:
     if isinstance(tape, Player) and tape.clock is not None:
         return tape.clock
     return dt.datetime.now(dt.UTC)
+
+
+def monotonic() -> float:
+    """A stopwatch for durations a run shows (a check's, a PING's): time.monotonic(); in a
+    replay, the time the calls replayed in this thread took in the original run, so that a
+    replay shows the original's durations and two replays show the same."""
+    tape = _current()
+    if isinstance(tape, Player):
+        return tape.spent()
+    return time.monotonic()
 
 
 def sleep(seconds: float) -> None:

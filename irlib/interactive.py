@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from irlib import evidence, io
-from irlib.archive import NOTEBOOK, make_run_dir, secret_env_names
-from irlib.archive import archive as archive_folder
 from irlib.errors import UsageError
 from irlib.io import utcnow
 
@@ -90,6 +88,10 @@ def start(
     if notebook is None:
         return None
     io.check_safe_name(incident, "incident")  # it becomes a folder name
+    # the archive step (and the chain, the incident record) only when JupyterLab runs this
+    # kernel: a headless kernel imports none of it
+    from irlib.archive import make_run_dir, secret_env_names
+
     # redacted as `irlib run` redacts for this profile
     secret_envs = secret_env_names(profile.to_dict())
 
@@ -115,6 +117,9 @@ def archive(run_dir: Path, saved: Any | None = None) -> Any:
     it, a NotebookNode), write it as notebook.ipynb, closed by a cell that lists every decision,
     and render it to HTML; always results.json (from events.jsonl) and manifest.json.
     Returns the archive's RunResult, or None when `run_dir` holds no interactive session."""
+    from irlib.archive import NOTEBOOK
+    from irlib.archive import archive as archive_folder
+
     run_dir = Path(run_dir)
     if not (run_dir / evidence.EVENTS_FILE).is_file():
         return None

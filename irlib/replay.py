@@ -102,9 +102,11 @@ def replay(
     outputs: Path | None = None,
     execution_timeout_s: float = 120,
     log: Callable[[str], None] = print_to_stderr,
+    on_verdict: Callable[[Replay], None] | None = None,
 ) -> Replay:
     """Replay the run in `evidence` into a new folder beside it (or OUTPUTS/<incident>/).
-    UsageError (exit 2) before anything runs when it cannot be replayed."""
+    UsageError (exit 2) before anything runs when it cannot be replayed. `on_verdict` hears
+    the comparison as soon as the replay's verdict is known, before its HTML is rendered."""
     evidence = Path(evidence).resolve()
     try:
         original = run_results.read(evidence)
@@ -124,6 +126,11 @@ def replay(
     params = {k: v for k, v in original.parameters.items() if k not in RESERVED}
     parent = (Path(outputs) / original.incident) if outputs else evidence.parent
     log(f"replaying {evidence.name} from its captures (no connection is made) ...")
+
+    def _tell(result: RunResult) -> None:
+        if on_verdict is not None:
+            on_verdict(Replay(evidence, result, original.verdict, result.verdict))
+
     result = run_runbook(
         original.runbook,
         profile=str(evidence / PROFILE_COPY),
@@ -138,6 +145,7 @@ def replay(
         parent=parent,
         label=f"{original.runbook}-{SUFFIX}",
         replay_of=captures,
+        on_results=None if on_verdict is None else _tell,
     )
     return Replay(evidence, result, original.verdict, result.verdict)
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import enum
 import html
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from irlib import tables
+from irlib import capture, tables
 from irlib.errors import Refused, TargetError
 from irlib.io import utcnow
 
@@ -137,7 +136,7 @@ def guarded(
     find out), or FAIL for the kinds in `failing`, where the check's own question is whether
     the target answers (a database that refuses connections is the finding, not a gap).
     `what` says what could not be done ("cannot read pg_stat_activity")."""
-    t0 = time.monotonic()
+    t0 = capture.monotonic()  # in a replay, the time the original's calls took
     try:
         check = body()
     except TargetError as e:
@@ -149,10 +148,10 @@ def guarded(
             target,
             Status.FAIL if isinstance(e, failing) else Status.ERROR,
             f"{what}: {reason}" if what else reason,
-            duration_s=time.monotonic() - t0,
+            duration_s=capture.monotonic() - t0,
             facts=e.facts,
         )
-    return replace(check, duration_s=time.monotonic() - t0)
+    return replace(check, duration_s=capture.monotonic() - t0)
 
 
 def checks_frame(checks: Sequence[Check]) -> Any:

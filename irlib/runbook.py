@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from irlib import evidence, interactive
+from irlib import capture, evidence, interactive
 from irlib.escalation import EscalatedVerdict, escalation_for
 from irlib.guard import Guard, Plan, parse_mitigation_id
 from irlib.io import operator_name, utcnow
@@ -41,7 +41,7 @@ class CheckSpec:
 
 def run_check(spec: CheckSpec) -> Check:
     """Run one check in this thread, turning an exception into an ERROR check."""
-    started, t0 = utcnow(), time.monotonic()
+    started, t0 = utcnow(), capture.monotonic()  # a replay's durations are the original's
     try:
         result = spec.call()
     except Exception as e:  # a check must never take the runbook down with it
@@ -50,11 +50,11 @@ def run_check(spec: CheckSpec) -> Check:
             spec.target,
             Status.ERROR,
             f"{type(e).__name__}: {e}",
-            duration_s=time.monotonic() - t0,
+            duration_s=capture.monotonic() - t0,
             started_at=started,
         )
     if result.duration_s == 0.0:
-        result = replace(result, duration_s=time.monotonic() - t0, started_at=started)
+        result = replace(result, duration_s=capture.monotonic() - t0, started_at=started)
     return result
 
 

@@ -79,6 +79,7 @@ def run_runbook(
     parent: Path | None = None,
     label: str | None = None,
     replay_of: Path | None = None,
+    on_results: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`
     (or `parent/`, for the drills) in a new folder `<UTC time>-<label or runbook>`.
@@ -90,7 +91,8 @@ def run_runbook(
 
     Every answer the run reads is captured (captures.jsonl) beside a copy of its profile;
     `replay_of` (an earlier run's captures file) answers every read from it instead,
-    connecting nowhere (irlib.replay).
+    connecting nowhere (irlib.replay). `on_results` hears the outcome before the HTML is
+    rendered (irlib.archive.archive).
     """
     plan = _plan(runbook, profile, incident, params, confirm, operator, notebooks_dir, log)
     started = io.utcnow()
@@ -112,14 +114,29 @@ def run_runbook(
     shutil.copyfile(plan.profile_path, run_dir / PROFILE_COPY)  # what a replay connects "to"
     t0 = time.monotonic()
     tape = f"replay:{replay_of}" if replay_of else f"record:{run_dir}"
-    reason = _execute(plan, run_dir, execution_timeout_s, tape)
+    in_process = replay_of is not None and not _inside_ipython()
+    reason = _execute(plan, run_dir, execution_timeout_s, tape, in_process=in_process)
     finished = io.utcnow()
     result = _archive(
-        plan, run_dir, reason, started, finished, time.monotonic() - t0, replay_of=replay_of
+        plan,
+        run_dir,
+        reason,
+        started,
+        finished,
+        time.monotonic() - t0,
+        replay_of=replay_of,
+        on_results=on_results,
     )
     _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
     return result
+
+
+def _inside_ipython() -> bool:
+    """An IPython shell runs this process already (the post-mortem notebook replays in its
+    kernel): an in-process kernel would take its place as the process's one shell."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
 
 
 def _attach_to_incident(run_dir: Path, log: Callable[[str], None]) -> None:
@@ -237,9 +254,13 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | None:
+def _execute(
+    plan: _Plan, run_dir: Path, timeout: float, tape: str, in_process: bool = False
+) -> str | None:
     """Run the notebook; None when it completed, else why it crashed (its notebook marked).
-    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay)."""
+    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay).
+    `in_process`: in a kernel inside this process (irlib.inprocess), for a replay: no kernel
+    to start, nothing to import twice, and the notebook saved once at the end."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -251,8 +272,14 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | Non
     }
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
+    km = None
+    if in_process:
+        from irlib.inprocess import KernelManager
+
+        km = KernelManager()
     try:
         with environment(env):
+            capture.reset()  # a kernel in this process reads its tape from env afresh
             papermill.execute_notebook(
                 str(plan.notebook),
                 str(run_dir / NOTEBOOK),
@@ -265,6 +292,8 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | Non
                 # The kernel's own log (plain-TCP warning, socket errors while it is shut
                 # down after a timeout) is noise on the operator's terminal, not evidence.
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                km=km,
+                request_save_on_cell_execute=km is None,
             )
         return None
     except PapermillExecutionError as e:
@@ -278,6 +307,9 @@ def _execute(plan: _Plan, run_dir: Path, timeout: float, tape: str) -> str | Non
         reason = "interrupted by the operator (Ctrl-C)"
     except Exception as e:  # a kernel that cannot start, a notebook papermill cannot write
         reason = f"papermill failed: {type(e).__name__}: {e}"
+    finally:
+        if km is not None:  # nbclient leaves a kernel it was given running
+            km.shutdown_kernel()
     _mark_crashed(run_dir / NOTEBOOK, plan.notebook, reason, papermill_marked_all_completed)
     return reason
 
@@ -335,6 +367,7 @@ def _archive(
     finished: datetime,
     duration_s: float,
     replay_of: Path | None = None,
+    on_results: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """notebook.html, results.json and manifest.json, every file redacted before hashing."""
     if reason is None:
@@ -360,6 +393,7 @@ def _archive(
         signing_key_env=plan.profile.evidence.signing_key_env,
         mode="replay" if replay_of is not None else None,
         replay_of=original,
+        on_results=on_results,
     )
 
 

@@ -5,7 +5,6 @@ latency, pg_stat_statements by mean time, active queries, blocking locks."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from irlib import capture
@@ -22,7 +21,7 @@ def check_connectivity(
     dsn: str, *, timeout_s: float = 5.0, password_env: str | None = None
 ) -> Check:
     def body() -> Check:
-        t0 = time.monotonic()
+        t0 = capture.monotonic()
         rows = _client.query(
             dsn,
             "SELECT version() AS version, now() AS now, pg_postmaster_start_time() AS started",
@@ -34,7 +33,7 @@ def check_connectivity(
             "database connectivity",
             TARGET,
             Status.OK,
-            f"connected in {(time.monotonic() - t0) * 1000:.0f} ms",
+            f"connected in {(capture.monotonic() - t0) * 1000:.0f} ms",
             (Evidence.table("server", [row]),),
             facts={"reachable": True},
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from irlib import capture
 from irlib.errors import Refused, Unreachable
 from irlib.redis import _client
 from irlib.results import Check, Evidence, Status, guarded
@@ -14,11 +14,11 @@ TARGET = "redis"
 
 def check_ping(url: str, *, timeout_s: float = 5.0, password_env: str | None = None) -> Check:
     def body() -> Check:
-        t0 = time.monotonic()
+        t0 = capture.monotonic()
         with _client.session(url, timeout_s=timeout_s, password_env=password_env) as r:
             r.ping()
             info = r.info("server")
-        elapsed = time.monotonic() - t0
+        elapsed = capture.monotonic() - t0
         row = {k: info.get(k) for k in ("redis_version", "uptime_in_seconds", "tcp_port")}
         return Check(
             "redis ping",

@@ -122,3 +122,88 @@ def test_the_post_mortem_replays_each_run_off_the_incidents_timeline(tmp_path: P
     assert "DOWN: bad-deploy (0.95)" in row and row.rstrip(" |").endswith("the same")
     assert list((opened.folder / "replays").glob("*/*-p1_system_unavailable-replay"))
     assert len(inc.load(tmp_path, opened.id).entries) == entries  # the timeline is the incident's
+
+
+def _outputs(run_dir: Path) -> list[Any]:
+    """Every cell's source and outputs (not papermill's cell ids and timings)."""
+    nb = nbformat.read(run_dir / "notebook.ipynb", as_version=4)
+    return [(c.source, c.get("outputs")) for c in nb.cells]
+
+
+def test_two_replays_in_one_process_give_the_same_notebook(tmp_path: Path) -> None:
+    """A replay's kernel lives in the replaying process (irlib.inprocess): a second replay
+    there starts from a fresh shell and replays the captures afresh, with their durations."""
+    folder = KEPT / "bad-deploy--p1_system_unavailable"
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from irlib.notebooks_dir import notebooks_dir\n"
+        "from irlib.replay import replay\n"
+        "for n in (1, 2):\n"
+        "    done = replay(Path(sys.argv[1]), notebooks_dir=notebooks_dir(),\n"
+        "                  outputs=Path(sys.argv[2]) / str(n), log=lambda m: None)\n"
+        "    print(done.exit_code, done.result.run_dir)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (code1, first), (code2, second) = (line.split(" ", 1) for line in done.stdout.splitlines())
+    assert code1 == code2 == "0"
+    assert _outputs(Path(first)) == _outputs(Path(second))
+    nb = nbformat.read(Path(second) / "notebook.ipynb", as_version=4)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))  # not counting on from the first replay
+    assert "Task was destroyed" not in done.stderr
+
+
+def test_a_replay_that_crashes_keeps_its_partial_notebook_and_exits_3(tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", notebooks)
+    path = notebooks / "p1_system_unavailable.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.source.strip() == "rb.obvious_causes()")
+    cell.source = "1 / 0\n" + cell.source
+    nbformat.write(nb, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "irlib.cli", "replay",
+         str(KEPT / "bad-deploy--p1_system_unavailable"), "--outputs", str(tmp_path / "o"),
+         "--notebooks", str(notebooks)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "the replay crashed: cell In[5] raised ZeroDivisionError" in done.stdout
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert run_results.read(run_dir).status == run_results.CRASHED
+    assert {"notebook.ipynb", "notebook.html", "results.json", "manifest.json"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    saved = nbformat.read(run_dir / "notebook.ipynb", as_version=4)
+    assert saved.metadata["irlib"]["run"]["status"] == "crashed"
+
+
+def test_the_post_mortem_notebook_replays_in_its_kernel_without_losing_its_shell(
+    tmp_path: Path,
+) -> None:
+    """Inside a notebook's kernel (an IPython shell runs the process) a replay starts a kernel
+    of its own: an in-process one would replace the notebook's shell and lose its outputs."""
+    import papermill
+
+    opened = inc.open_incident(
+        tmp_path, severity="P1", title="API unavailable", settings=IncidentSettings()
+    )
+    run = opened.folder / "20261205T091500Z-p1_system_unavailable"
+    shutil.copytree(KEPT / "bad-deploy--p1_system_unavailable", run)
+    out = tmp_path / "postmortem.ipynb"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "postmortem.ipynb"), str(out),
+        parameters={"incident": opened.id, "outputs_dir": str(tmp_path)},
+        kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False,
+    )  # fmt: skip
+    shown = [
+        o.get("data", {}).get("text/markdown", "")
+        for c in nbformat.read(out, as_version=4).cells
+        for o in c.get("outputs", [])
+    ]
+    replays = next(t for t in shown if "## Replays (today's rules)" in t)
+    assert "0 verdict(s) differ" in replays and "| the same |" in replays

@@ -147,3 +147,56 @@ def test_a_captured_connection_composes_statements_as_a_connection_does(
     statement = sql.SQL("ANALYZE {}").format(sql.Identifier("orders"))
     with postgres.connect(dsn, timeout_s=1) as conn:
         assert statement.as_string(conn) == 'ANALYZE "orders"'
+
+
+def test_a_replays_stopwatch_runs_on_the_originals_durations_per_thread(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    capture.call("redis", {"command": "ping"}, lambda: time.sleep(0.05) or "PONG")
+    capture.call("redis", {"command": "info"}, lambda: time.sleep(0.02) or {})
+    took = [json.loads(line)["elapsed_s"] for line in record.read_text().splitlines()]
+    replay(record, monkeypatch)
+    t0 = capture.monotonic()
+    capture.call("redis", {"command": "ping"}, never)
+    assert capture.monotonic() - t0 == pytest.approx(took[0])
+    other: list[float] = []  # another thread's stopwatch does not move with this one's calls
+    thread = threading.Thread(target=lambda: other.append(capture.monotonic()))
+    thread.start()
+    thread.join()
+    assert other == [0.0]
+    capture.call("redis", {"command": "info"}, never)
+    assert capture.monotonic() - t0 == pytest.approx(took[0] + took[1])
+
+
+def test_reset_replays_the_same_captures_afresh(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture.call("http", {"url": "u", "params": None}, lambda: 1)
+    replay(record, monkeypatch)
+    assert capture.call("http", {"url": "u", "params": None}, never) == 1
+    with pytest.raises(capture.NoCapture):  # each answer once
+        capture.call("http", {"url": "u", "params": None}, never)
+    capture.reset()  # as a second in-process replay of the same folder does
+    assert capture.call("http", {"url": "u", "params": None}, never) == 1
+
+
+def test_a_redis_session_replays_a_refused_connection_as_unreachable(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay opens no Redis client, yet a replayed driver error leaves the session as the
+    target error a live one raises (redis-down's PING is a FAIL, not an unknown)."""
+    import socket
+
+    from irlib.redis import _client
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    with pytest.raises(Unreachable), _client.session(url, timeout_s=1) as r:
+        r.ping()
+    replay(record, monkeypatch)
+    with pytest.raises(Unreachable, match="unreachable: "), _client.session(url, timeout_s=1) as r:
+        r.ping()
