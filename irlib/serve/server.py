@@ -1,8 +1,9 @@
 """The HTTP face of `irlib serve`, on the standard library's threading HTTP server: the work
 happens in child processes (triage.py), so requests only decide, record and read files.
 
-`/healthz` is open; every other endpoint wants `Authorization: Bearer <token>` (401 without
-or with a wrong one, compared in constant time). `POST /v1/alertmanager` answers 400 on a
+`/healthz` is open; every other endpoint (`/metrics` too: it names runbooks and alerts)
+wants `Authorization: Bearer <token>` (401 without or with a wrong one, compared in constant
+time). `POST /v1/alertmanager` answers 400 on a
 malformed payload and 503 when every run slot is taken. GET serves the runs, the incidents,
 the alert journal and the evidence files, never a path outside the outputs folder.
 """
@@ -14,6 +15,7 @@ import json
 import mimetypes
 import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 from irlib import incident as inc
 from irlib import io
 from irlib.errors import UsageError
+from irlib.serve import metrics
 from irlib.serve.payload import MalformedPayload, parse
 from irlib.serve.triage import Triage
 
@@ -80,6 +83,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- routes ---------------------------------------------------------------------------
 
     def do_POST(self) -> None:
+        arrived = time.monotonic()  # before the body is read: what Alertmanager waits from
         path = urlsplit(self.path).path
         length = self.headers.get("Content-Length")
         body = b""
@@ -99,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             msg = str(e) if isinstance(e, MalformedPayload) else "the body is not JSON"
             return self._error(HTTPStatus.BAD_REQUEST, msg)
         try:
-            answer = self.server.triage.receive(group)
+            answer = self.server.triage.receive(group, arrived)
         except Exception as e:  # answered 500: Alertmanager retries; the reason is logged
             self.server.triage.log(f"webhook failed: {type(e).__name__}: {e}")
             return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "triage failed; see its log")
@@ -115,6 +119,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if path == "/v1/status":
             return self._json(200, triage.status())
+        if path == "/metrics":
+            text = triage.metrics.exposition(triage.gauges())
+            return self._send(200, text.encode(), metrics.CONTENT_TYPE)
         if path == "/v1/runs":
             return self._json(200, {"runs": triage.run_list()})
         if path == "/v1/alerts":

@@ -26,6 +26,7 @@ from irlib import comms, io, run_results
 from irlib import incident as inc
 from irlib.errors import UsageError
 from irlib.profile import Profile
+from irlib.serve.metrics import Metrics
 from irlib.serve.payload import AlertGroup
 from irlib.serve.routing import route
 
@@ -33,6 +34,7 @@ OPERATOR = "irlib-serve"
 JOURNAL = "serve/alerts.jsonl"  # under outputs: every webhook and what became of it
 NOT_RUNBOOKS = {"postmortem"}  # notebooks that are not triage
 RECENT_INCIDENTS = 100  # how far back a restarted server looks for a group's open incident
+OUTCOMES = ("healthy", "degraded", "down", "could-not-look")  # a run's, for the page and metrics
 
 
 @dataclass
@@ -54,9 +56,31 @@ class Run:
     verdict: dict[str, Any] = field(default_factory=dict)
     message: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    to_verdict_s: float | None = None  # from the webhook's arrival
+    to_message_s: float | None = None
+    arrived: float = 0.0  # time.monotonic() when its webhook arrived (not shown)
+
+    @property
+    def outcome(self) -> str | None:
+        """healthy, degraded or down as the verdict says; could-not-look when the run failed,
+        had no verdict, or its leading finding is that a target did not answer (never
+        healthy); None while it is queued or running."""
+        if self.state in ("queued", "running"):
+            return None
+        state = self.verdict.get("state")
+        if self.state == "failed" or state not in OUTCOMES[:3]:
+            return "could-not-look"
+        cause = str(self.verdict.get("cause") or "")
+        if state == "degraded" and (
+            cause.startswith("unanswered-") or (not cause and self.verdict.get("could_not_check"))
+        ):
+            return "could-not-look"
+        return str(state)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["arrived"]
+        return {**data, "outcome": self.outcome}
 
 
 @dataclass
@@ -106,6 +130,7 @@ class Triage:
         self._ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
         self._children: set[subprocess.Popen[str]] = set()
+        self.metrics = Metrics()
 
     def start(self) -> None:
         (self.outputs / JOURNAL).parent.mkdir(parents=True, exist_ok=True)
@@ -130,14 +155,17 @@ class Triage:
 
     # -- the webhook ----------------------------------------------------------------------
 
-    def receive(self, group: AlertGroup) -> Answer:
-        """Decide what one webhook call does; everything it decides is journaled."""
+    def receive(self, group: AlertGroup, arrived: float | None = None) -> Answer:
+        """Decide what one webhook call does; everything it decides is journaled.
+        `arrived`: time.monotonic() when the request came in (now when not given)."""
+        arrived = time.monotonic() if arrived is None else arrived
         with self._lock:
-            answer = self._decide(group)
+            answer = self._decide(group, arrived)
             self._journal(group, answer)
+        self.metrics.webhook(str(answer.body.get("action")))
         return answer
 
-    def _decide(self, group: AlertGroup) -> Answer:
+    def _decide(self, group: AlertGroup, arrived: float) -> Answer:
         state = self._groups.setdefault(group.group_key, _Group())
         for alert in group.resolved:
             if state.incident:
@@ -187,6 +215,7 @@ class Triage:
             runbook=runbook,
             incident=state.incident,
             received_at=io.utcnow().isoformat(),
+            arrived=arrived,
         )
         state.active = run
         self.runs.append(run)
@@ -291,6 +320,18 @@ class Triage:
                     state = self._groups[run.group_key]
                     state.active, state.finished = None, time.monotonic()
                     self._slots.release()
+                self._measure(run)
+
+    def _measure(self, run: Run) -> None:
+        self.metrics.run_finished(run.runbook, run.outcome or "could-not-look")
+        if run.to_verdict_s is not None:
+            self.metrics.observe(
+                "irlib_serve_webhook_to_verdict_seconds", run.runbook, run.to_verdict_s
+            )
+        if run.to_message_s is not None:
+            self.metrics.observe(
+                "irlib_serve_webhook_to_message_seconds", run.runbook, run.to_message_s
+            )
 
     def _child_env(self) -> dict[str, str]:
         """The run needs the targets' secrets, never the server's token or the chat's URL."""
@@ -357,7 +398,9 @@ class Triage:
             "cause": top.get("id"),
             "evidence": top.get("evidence"),
             "mitigations": list(verdict.get("mitigations") or []),
+            "could_not_check": len(verdict.get("could_not_check") or []),
         }
+        run.to_verdict_s = round(time.monotonic() - run.arrived, 3)
         suggested = run.verdict["severity"]
         opened_as = inc.load(self.outputs, run.incident).record.severity
         if suggested and suggested != opened_as:
@@ -380,6 +423,7 @@ class Triage:
             footer=self.footer(run),
         )
         run.message = {"delivered": sent.delivered, "error": sent.error, "seq": sent.entry.seq}
+        run.to_message_s = round(time.monotonic() - run.arrived, 3)
 
     def evidence_url(self, incident: str, run_dir: str, name: str) -> str:
         return f"{self.base_url}/v1/evidence/{incident}/{run_dir}/{name}"
@@ -419,6 +463,23 @@ class Triage:
                 "queued": sum(r.state == "queued" for r in self.runs),
                 "runs": len(self.runs),
                 "runbooks": self.known,
+            }
+
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """What /metrics reads at each scrape, beside the counters."""
+        with self._lock:
+            queued = sum(r.state == "queued" for r in self.runs)
+            return {
+                "irlib_serve_queue_length": ("Runs waiting for a worker.", queued),
+                "irlib_serve_queue_capacity": (
+                    "Runs that may wait (serve.queue).",
+                    self.settings.queue,
+                ),
+                "irlib_serve_running": ("Runs under way.", self.running),
+                "irlib_serve_workers": (
+                    "Runs at once at most (serve.workers).",
+                    self.settings.workers,
+                ),
             }
 
     def run_list(self) -> list[dict[str, Any]]:
