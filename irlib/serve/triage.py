@@ -62,25 +62,32 @@ class Run:
 
     @property
     def outcome(self) -> str | None:
-        """healthy, degraded or down as the verdict says; could-not-look when the run failed,
-        had no verdict, or its leading finding is that a target did not answer (never
-        healthy); None while it is queued or running."""
+        """One of OUTCOMES (see outcome()); None while it is queued or running."""
         if self.state in ("queued", "running"):
             return None
-        state = self.verdict.get("state")
-        if self.state == "failed" or state not in OUTCOMES[:3]:
-            return "could-not-look"
-        cause = str(self.verdict.get("cause") or "")
-        if state == "degraded" and (
-            cause.startswith("unanswered-") or (not cause and self.verdict.get("could_not_check"))
-        ):
-            return "could-not-look"
-        return str(state)
+        v = self.verdict
+        return outcome(
+            v.get("state") if self.state == "done" else None,
+            v.get("cause"),
+            int(v.get("could_not_check") or 0),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["arrived"]
         return {**data, "outcome": self.outcome}
+
+
+def outcome(state: Any, top_cause: Any, could_not_check: int) -> str:
+    """healthy, degraded or down as a verdict says; could-not-look when there is no verdict
+    (the run failed or crashed) or its leading finding is that a target did not answer, so
+    that a run that could not look never reads as healthy."""
+    if state not in OUTCOMES[:3]:
+        return "could-not-look"
+    cause = str(top_cause or "")
+    if state == "degraded" and (cause.startswith("unanswered-") or (not cause and could_not_check)):
+        return "could-not-look"
+    return str(state)
 
 
 @dataclass

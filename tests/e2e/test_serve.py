@@ -263,8 +263,9 @@ def test_one_run_per_group_then_cooldown_and_unrouted_alerts_are_recorded(served
     assert not any(r["group_key"] == "unknown-resolved" for r in served.runs())
 
 
-def test_metrics_agree_with_the_runs(served: Served) -> None:
-    """The lab's serve: `/metrics` wants the token, and counts the runs `/v1/runs` lists."""
+def test_metrics_and_page_agree_with_the_runs(served: Served) -> None:
+    """The lab's serve: `/metrics` and the page want the token; the metrics count the runs
+    `/v1/runs` lists, the page lists them (the page in a browser: test_serve_page.py)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     assert httpx.get(served.url + "/metrics", timeout=10).status_code == 401
@@ -279,3 +280,7 @@ def test_metrics_agree_with_the_runs(served: Served) -> None:
     )
     assert messages == sum(1 for r in runs if r["to_message_s"] is not None)
     assert not any(served.token in line for line in answer.text.splitlines())
+    assert httpx.get(served.url + "/", timeout=10).status_code == 401
+    page = served.get("/").text
+    assert page.count('<tr class="run"') == len(served.runs())
+    assert served.token not in page and served.chat.url not in page
