@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,12 +81,15 @@ def archive(
     notebook: str | None = None,
     signing_key_env: str | None = None,
     replay_of: Mapping[str, Any] | None = None,
+    on_results: Callable[[run_results.RunResults], None] | None = None,
 ) -> RunResult:
     """The archive step of every run, headless or interactive (irlib.interactive): redact every
     file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
     and manifest.json last. `source` is the notebook that was run; an interactive session
     gives its `mode` and `notebook` path; `signing_key_env` names the env var of the key that
-    signs the manifest (the profile's evidence.signing_key_env)."""
+    signs the manifest (the profile's evidence.signing_key_env). `on_results` is called with
+    the results as written, before the HTML is rendered (what a chat message needs comes
+    first; the evidence is complete when this returns)."""
     secrets = evidence.secret_values(secret_envs)
     notebook_path = run_dir / NOTEBOOK
     for path in _files(run_dir):
@@ -122,6 +125,8 @@ def archive(
     written = run_results.write(
         run_dir, results, lambda value: evidence.redact_value(value, secrets)
     )
+    if on_results is not None:
+        on_results(run_results.read(written.parent))
     if html and notebook_path.is_file():  # its summary from results.json, as written (redacted)
         _render_html(
             notebook_path, run_dir / HTML, f"{runbook} {incident}", run_results.read(written.parent)

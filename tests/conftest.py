@@ -44,6 +44,7 @@ LAB_GROUPS = {
         "tests/e2e/test_fault_pairs.py", "tests/lab/", "tests/e2e/test_install.py",
         "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
         "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py", "tests/e2e/test_serve_page.py",
+        "tests/e2e/test_warm_kernels.py",
     ),
 }  # fmt: skip
 

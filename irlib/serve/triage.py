@@ -25,6 +25,7 @@ from typing import Any
 from irlib import comms, io, run_results
 from irlib import incident as inc
 from irlib.errors import UsageError
+from irlib.kernels import KernelPool, WarmKernel
 from irlib.profile import Profile
 from irlib.serve.metrics import Metrics
 from irlib.serve.payload import AlertGroup
@@ -137,11 +138,19 @@ class Triage:
         self._ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
         self._children: set[subprocess.Popen[str]] = set()
+        self._kernels: set[WarmKernel] = set()  # in use by a run
         self.metrics = Metrics()
+        self.pool: KernelPool | None = None
 
     def start(self) -> None:
         (self.outputs / JOURNAL).parent.mkdir(parents=True, exist_ok=True)
         self._recover()
+        if self.settings.warm_kernels > 0 and self.pool is None:
+            # started with the runs' environment: without the server's token or chat URL
+            self.pool = KernelPool(
+                self.notebooks, self._child_env(), self.settings.warm_kernels, log=self.log
+            )
+            self.pool.start()
         for n in range(self.settings.workers):
             t = threading.Thread(target=self._work, name=f"triage-{n}", daemon=True)
             t.start()
@@ -150,8 +159,13 @@ class Triage:
     def stop(self) -> None:
         """End the runs under way (SIGTERM to each `irlib run`, SIGKILL after 10 s): a stopped
         server leaves no run behind. Their folders keep what was written so far."""
+        if self.pool is not None:
+            self.pool.close()
         with self._lock:
             children = list(self._children)
+            kernels = list(self._kernels)
+        for kernel in kernels:  # its run ends as a crashed one, its notebook kept
+            kernel.shutdown()
         for child in children:
             child.terminate()
         for child in children:
@@ -346,6 +360,44 @@ class Triage:
         return {k: v for k, v in os.environ.items() if k not in drop}
 
     def _execute(self, run: Run) -> None:
+        self.log(f"run {run.id}: {run.runbook} for {', '.join(run.alerts)} ({run.incident})")
+        if self.pool is not None:
+            return self._execute_warm(run, self.pool)
+        return self._execute_cold(run)
+
+    def _execute_warm(self, run: Run, pool: KernelPool) -> None:
+        """In a warm kernel, in this process: irlib run's own steps (runner.run_runbook), the
+        message sent as soon as results.json is written, the HTML and manifest after it."""
+        from irlib.runner import run_runbook
+
+        kernel = pool.take()
+        with self._lock:
+            self._kernels.add(kernel)
+        try:
+            result = run_runbook(
+                run.runbook,
+                profile=str(self.profile_path),
+                incident=run.incident,
+                params={},
+                confirm=[],  # read-only: never a mitigation from an alert
+                operator=OPERATOR,
+                outputs=self.outputs,
+                notebooks_dir=self.notebooks,
+                execution_timeout_s=self.settings.run_timeout_s,
+                log=lambda message: self.log(f"run {run.id}: {message}"),
+                kernel=kernel,
+                on_results=lambda run_dir, results: self._report(run, run_dir, results),
+            )
+        finally:
+            with self._lock:
+                self._kernels.discard(kernel)
+            pool.done(kernel)  # used once: shut down; its replacement is already starting
+        run.exit_code = result.exit_code
+        if not run.message:
+            raise RuntimeError(f"no message sent for {result.run_dir.name}: see the log")
+
+    def _execute_cold(self, run: Run) -> None:
+        """`irlib run` in a child process (serve.warm_kernels: 0)."""
         timeout = self.settings.run_timeout_s
         cmd = [
             sys.executable,
@@ -366,7 +418,6 @@ class Triage:
             "--notebooks",
             str(self.notebooks),
         ]  # never --confirm: read-only
-        self.log(f"run {run.id}: {run.runbook} for {', '.join(run.alerts)} ({run.incident})")
         child = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -393,9 +444,12 @@ class Triage:
         if run_dir is None or not (run_dir / run_results.FILE).is_file():
             tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"irlib run exited {done.returncode}: {tail[0]}")
+        self._report(run, run_dir, run_results.read(run_dir))
+
+    def _report(self, run: Run, run_dir: Path, results: run_results.RunResults) -> None:
+        """The verdict into the run, a note when it suggests another severity, the message."""
         run.run_dir = str(run_dir)
         run.evidence = self.evidence_url(run.incident, run_dir.name, "notebook.html")
-        results = run_results.read(run_dir)
         verdict = results.verdict or {}
         top = results.top_cause
         run.verdict = {
@@ -470,6 +524,7 @@ class Triage:
                 "queued": sum(r.state == "queued" for r in self.runs),
                 "runs": len(self.runs),
                 "runbooks": self.known,
+                "warm_kernels": self.pool.ready() if self.pool else 0,
             }
 
     def gauges(self) -> dict[str, tuple[str, float]]:
@@ -483,6 +538,10 @@ class Triage:
                     self.settings.queue,
                 ),
                 "irlib_serve_running": ("Runs under way.", self.running),
+                "irlib_serve_warm_kernels_ready": (
+                    "Warm kernels ready for the next run.",
+                    self.pool.ready() if self.pool else 0,
+                ),
                 "irlib_serve_workers": (
                     "Runs at once at most (serve.workers).",
                     self.settings.workers,

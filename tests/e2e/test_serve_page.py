@@ -78,7 +78,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Stag
         pytest.fail(f"{CHROMIUM} not found: `make setup` installs it (apt package chromium)")
     base = tmp_path_factory.mktemp("serve-page")
     triage = StagedTriage(
-        profile_from_dict({**MINIMAL, "serve": {"workers": 1}}),
+        profile_from_dict({**MINIMAL, "serve": {"workers": 1, "warm_kernels": 0}}),
         base / "p.yaml",
         base / "outputs",
         notebooks_dir(),

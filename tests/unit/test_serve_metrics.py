@@ -43,7 +43,7 @@ class QuickTriage(Triage):
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, QuickTriage]]:
-    profile = profile_from_dict({**MINIMAL, "serve": {"workers": 1, "queue": 1}})
+    profile = profile_from_dict({**MINIMAL, "serve": {"workers": 1, "queue": 1, "warm_kernels": 0}})
     triage = QuickTriage(
         profile, tmp_path / "p.yaml", tmp_path / "out", notebooks_dir(), "http://x"
     )
