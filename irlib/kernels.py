@@ -40,7 +40,7 @@ class KernelError(RuntimeError):
     """A kernel could not be started or warmed."""
 
 
-@dataclass
+@dataclass(eq=False)  # each kernel is itself: hashable by identity, kept in sets
 class WarmKernel:
     """A started, warmed kernel: `km` is what papermill's execute_notebook(km=...) takes."""
 

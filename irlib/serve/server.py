@@ -34,6 +34,7 @@ from irlib.serve.payload import MalformedPayload, parse
 from irlib.serve.triage import Triage, outcome
 
 MAX_BODY = 1 << 20  # an Alertmanager group of a few hundred alerts fits well within
+ARCHIVE_WAIT_S = 30.0  # rendering a run's HTML takes a second or two; under load, more
 COOKIE = "irlib_serve_session"
 SESSION_S = 12 * 3600  # an on-call shift; then the token again
 MAX_SESSIONS = 1000  # the oldest go first: a loop of logins cannot grow the server
@@ -263,6 +264,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.NOT_FOUND, "no such evidence")
         root = self.server.triage.outputs
         path = root / incident_id / run / name
+        _await_archive(path)
         if not path.is_file() or path.resolve().parent.parent.parent != root:
             return self._error(HTTPStatus.NOT_FOUND, "no such evidence")
         kind = EVIDENCE_TYPES.get(path.suffix) or (
@@ -270,6 +272,19 @@ class Handler(BaseHTTPRequestHandler):
         )
         kind = kind or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         self._send(200, path.read_bytes(), kind)
+
+
+def _await_archive(path: Path) -> None:
+    """The chat message goes out before the run's HTML is rendered: a link followed at once
+    waits for it, while the folder is still being archived (no manifest.json yet)."""
+    deadline = time.monotonic() + ARCHIVE_WAIT_S
+    while (
+        not path.is_file()
+        and path.parent.is_dir()
+        and not (path.parent / "manifest.json").is_file()
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
 
 
 def _evidence_path(incident: str, run_dir: str) -> str:
