@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,25 +43,32 @@ class KernelError(RuntimeError):
 
 @dataclass(eq=False)  # each kernel is itself: hashable by identity, kept in sets
 class WarmKernel:
-    """A started, warmed kernel: `km` is what papermill's execute_notebook(km=...) takes."""
+    """A started, warmed kernel: `km` is what papermill's execute_notebook(km=...) takes.
 
-    km: Any  # jupyter_client.KernelManager
+    An AsyncKernelManager, as nbclient makes for itself: with a blocking one, nbclient's
+    wait for output blocked its event loop, and a kernel that died hung the run forever
+    instead of raising DeadKernelError. Each call here runs on this thread's own loop."""
+
+    km: Any  # jupyter_client.AsyncKernelManager
     started_at: float = field(default_factory=time.monotonic)
     warm_s: float = 0.0  # how long its start and warm-up took
 
     def alive(self) -> bool:
         try:
-            return bool(self.km.is_alive())
+            return bool(run_sync(self.km.is_alive)())
         except Exception:
             return False
 
     def run_silent(self, code: str, timeout: float = START_TIMEOUT_S) -> None:
         """Run `code` without a trace in the notebook's history; KernelError if it fails."""
+        run_sync(self._run_silent)(code, timeout)
+
+    async def _run_silent(self, code: str, timeout: float) -> None:
         kc = self.km.client()
         kc.start_channels()
         try:
-            kc.wait_for_ready(timeout=timeout)
-            reply = kc.execute_interactive(
+            await kc.wait_for_ready(timeout=timeout)
+            reply = await kc.execute_interactive(
                 code, silent=True, store_history=False, timeout=timeout, output_hook=_ignore
             )
             if reply["content"].get("status") != "ok":
@@ -78,9 +86,15 @@ class WarmKernel:
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):  # already gone: nothing to stop
-            self.km.shutdown_kernel(now=True)
+            run_sync(self.km.shutdown_kernel)(now=True)
         with contextlib.suppress(Exception):
-            self.km.cleanup_resources()
+            run_sync(self.km.cleanup_resources)()
+
+
+def run_sync(coro: Callable[..., Any]) -> Callable[..., Any]:
+    from jupyter_core.utils import run_sync as run
+
+    return run(coro)  # type: ignore[no-any-return]
 
 
 def _ignore(msg: Any) -> None:
@@ -94,11 +108,11 @@ def start_kernel(
     kernel_name: str = "python3",
 ) -> WarmKernel:
     """One kernel, started in `cwd` with exactly `env`, its `modules` imported."""
-    from jupyter_client import KernelManager
+    from jupyter_client import AsyncKernelManager
 
     t0 = time.monotonic()
-    km = KernelManager(kernel_name=kernel_name)
-    km.start_kernel(extra_arguments=list(KERNEL_ARGS), cwd=str(cwd), env=dict(env))
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    run_sync(km.start_kernel)(extra_arguments=list(KERNEL_ARGS), cwd=str(cwd), env=dict(env))
     kernel = WarmKernel(km)
     try:
         imports = ", ".join(f"__import__('importlib').import_module({m!r})" for m in modules)
@@ -108,6 +122,38 @@ def start_kernel(
         raise
     kernel.warm_s = time.monotonic() - t0
     return kernel
+
+
+class EarlyKernel:
+    """One kernel starting in a thread while its caller prepares the run (`irlib run`)."""
+
+    def __init__(self, cwd: Path, env: Mapping[str, str], modules: Sequence[str]) -> None:
+        self.kernel: Future[WarmKernel] = Future()
+        thread = threading.Thread(
+            target=self._start, args=(cwd, env, modules), name="kernel-start", daemon=True
+        )
+        thread.start()
+
+    def _start(self, cwd: Path, env: Mapping[str, str], modules: Sequence[str]) -> None:
+        try:
+            self.kernel.set_result(start_kernel(cwd, env, modules))
+        except BaseException as e:
+            self.kernel.set_exception(e)
+
+    def stop(self) -> None:
+        """Shut it down, used or not (waits for a start under way: a usage error that came
+        first must not leave a kernel behind)."""
+        try:
+            kernel = self.kernel.result(timeout=START_TIMEOUT_S)
+        except Exception:
+            return
+        kernel.shutdown()
+
+
+def start_in_background(
+    cwd: Path, env: Mapping[str, str], modules: Sequence[str] = ()
+) -> EarlyKernel:
+    return EarlyKernel(cwd, env, modules)
 
 
 class KernelPool:
@@ -211,4 +257,11 @@ class KernelPool:
             kernel.shutdown()
 
 
-__all__ = ["KernelError", "KernelPool", "WarmKernel", "start_kernel"]
+__all__ = [
+    "EarlyKernel",
+    "KernelError",
+    "KernelPool",
+    "WarmKernel",
+    "start_in_background",
+    "start_kernel",
+]
