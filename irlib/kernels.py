@@ -16,7 +16,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,38 +123,6 @@ def start_kernel(
     return kernel
 
 
-class EarlyKernel:
-    """One kernel starting in a thread while its caller prepares the run (`irlib run`)."""
-
-    def __init__(self, cwd: Path, env: Mapping[str, str], modules: Sequence[str]) -> None:
-        self.kernel: Future[WarmKernel] = Future()
-        thread = threading.Thread(
-            target=self._start, args=(cwd, env, modules), name="kernel-start", daemon=True
-        )
-        thread.start()
-
-    def _start(self, cwd: Path, env: Mapping[str, str], modules: Sequence[str]) -> None:
-        try:
-            self.kernel.set_result(start_kernel(cwd, env, modules))
-        except BaseException as e:
-            self.kernel.set_exception(e)
-
-    def stop(self) -> None:
-        """Shut it down, used or not (waits for a start under way: a usage error that came
-        first must not leave a kernel behind)."""
-        try:
-            kernel = self.kernel.result(timeout=START_TIMEOUT_S)
-        except Exception:
-            return
-        kernel.shutdown()
-
-
-def start_in_background(
-    cwd: Path, env: Mapping[str, str], modules: Sequence[str] = ()
-) -> EarlyKernel:
-    return EarlyKernel(cwd, env, modules)
-
-
 class KernelPool:
     """Up to `size` warm kernels kept ready; `take()` hands one out (or starts one when none is
     ready), `done()` shuts a used one down; both in the background of the caller's run."""
@@ -257,11 +224,4 @@ class KernelPool:
             kernel.shutdown()
 
 
-__all__ = [
-    "EarlyKernel",
-    "KernelError",
-    "KernelPool",
-    "WarmKernel",
-    "start_in_background",
-    "start_kernel",
-]
+__all__ = ["KernelError", "KernelPool", "WarmKernel", "start_kernel"]

@@ -15,7 +15,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,7 +83,7 @@ def run_runbook(
     parent: Path | None = None,
     label: str | None = None,
     replay_of: Path | None = None,
-    kernel: WarmKernel | Future[WarmKernel] | None = None,
+    kernel: WarmKernel | None = None,
     on_results: Callable[[Path, RunResults], None] | None = None,
 ) -> RunResult:
     """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`
@@ -96,9 +95,7 @@ def run_runbook(
     papermill changes the working directory while it runs. With a warm `kernel`
     (irlib.kernels, started in the notebooks' folder), the settings are given to that kernel
     and nothing of this process changes, so runs may go on in several threads; the kernel is
-    the caller's to shut down. A Future of one (a kernel starting while this plans the run:
-    `irlib run`) is waited for when the notebook starts; if it failed, the run starts its own.
-    `on_results(run_dir, results)` is called once results.json is
+    the caller's to shut down. `on_results(run_dir, results)` is called once results.json is
     written and the run is in its incident's timeline, before the HTML and the manifest.
 
     Every answer the run reads is captured (captures.jsonl) beside a copy of its profile;
@@ -220,17 +217,6 @@ def _plan(
     )
 
 
-def warm_modules(runbook: str) -> list[str]:
-    """What `runbook`'s import cell loads, for a kernel started ahead of it (irlib.kernels):
-    its scenario's module and pandas (its tables); nothing for a notebook of no scenario."""
-    from irlib.runbooks import SCENARIOS
-
-    scenario = SCENARIOS.get(runbook)
-    if scenario is None:
-        return []
-    return [scenario.runbook.partition(":")[0], "pandas"]
-
-
 def _scenario_validate(runbook: str, values: Mapping[str, Any]) -> None:
     """A scenario's own check of its parameters' values (irlib.runbooks.Scenario.validate)."""
     from irlib.runbooks import SCENARIOS, _load
@@ -281,7 +267,7 @@ def _execute(
     run_dir: Path,
     timeout: float,
     tape: str,
-    kernel: WarmKernel | Future[WarmKernel] | None = None,
+    kernel: WarmKernel | None = None,
 ) -> str | None:
     """Run the notebook; None when it completed, else why it crashed (its notebook marked).
     `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay). `kernel`:
@@ -297,11 +283,6 @@ def _execute(
     }
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
-    if isinstance(kernel, Future):
-        try:
-            kernel = kernel.result(timeout=120)
-        except Exception:  # no early kernel: the run starts its own, as it always did
-            kernel = None
     try:
         if kernel is not None:
             # a warm kernel was started in the notebooks' folder; no chdir in this process

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -60,28 +59,19 @@ def run_command(
     Exit codes: 0 healthy, 1 a problem found, 2 usage or profile error (nothing ran),
     3 the runbook crashed (cell error, timeout, dead kernel; the partial notebook is kept).
     """
-    from irlib.kernels import start_in_background
-    from irlib.runner import run_runbook, warm_modules
+    from irlib.runner import run_runbook
 
-    notebooks_dir = options.notebooks_dir(notebooks)
-    # the kernel starts and imports the runbook's modules while this process imports
-    # papermill and checks the run: two cores instead of one, for the same evidence
-    early = start_in_background(notebooks_dir, dict(os.environ), warm_modules(runbook))
-    try:
-        result = run_runbook(
-            runbook,
-            profile=profile,
-            incident=incident,
-            params=dict(parameters),
-            confirm=list(confirm),
-            operator=operator,
-            outputs=outputs,
-            notebooks_dir=notebooks_dir,
-            execution_timeout_s=timeout,
-            log=options.progress,
-            kernel=early.kernel,
-        )
-    finally:
-        early.stop()
+    result = run_runbook(
+        runbook,
+        profile=profile,
+        incident=incident,
+        params=dict(parameters),
+        confirm=list(confirm),
+        operator=operator,
+        outputs=outputs,
+        notebooks_dir=options.notebooks_dir(notebooks),
+        execution_timeout_s=timeout,
+        log=options.progress,
+    )
     click.echo(str(result.run_dir))
     sys.exit(result.exit_code)

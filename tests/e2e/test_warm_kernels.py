@@ -188,37 +188,25 @@ def test_warm_modules_import() -> None:
         importlib.import_module(module)
 
 
-def _processes_marked(mark: str) -> list[int]:
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if mark.encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
-
-
-@pytest.mark.parametrize(
-    ("runbook", "code", "said"),
-    [("toy_die", 3, "the kernel died"), ("toy_nonesuch", 2, "unknown runbook")],
-    ids=["kernel-dies", "usage-error"],
-)
-def test_irlib_run_starts_its_kernel_early_and_leaves_none_behind(
-    toys: Path, runbook: str, code: int, said: str
-) -> None:
-    """`irlib run` starts its kernel while it plans the run; a kernel that dies is still a
-    crashed run (exit 3), and a usage error (exit 2) stops the kernel it started."""
-    import subprocess
-    import sys
-    import uuid
-
-    mark = f"IRLIB_TEST_MARK_{uuid.uuid4().hex}"
-    env = {**os.environ, mark: "1"}
-    env.pop("IRLIB_PROFILE", None)
-    cmd = [sys.executable, "-m", "irlib.cli", "run", runbook, "--notebooks", str(toys)]
-    cmd += ["--profile", str(toys.parent / "toy.yaml"), "--outputs", str(toys.parent / "o")]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == code, done.stderr
-    assert said in done.stderr
-    wait_until("no kernel of that run left", lambda: not _processes_marked(mark), 30)
+def test_a_kernel_that_dies_mid_run_is_a_crashed_run(toys: Path, pool: KernelPool) -> None:
+    """The warm kernel is an AsyncKernelManager, as nbclient's own: with a blocking one, the
+    wait for output blocked nbclient's loop and a dead kernel hung the run for ever."""
+    kernel = pool.take()
+    try:
+        result = run_runbook(
+            "toy_die",
+            profile=str(toys.parent / "toy.yaml"),
+            incident="INC-1",
+            params={},
+            confirm=[],
+            operator="alice",
+            outputs=toys.parent / "died",
+            notebooks_dir=toys,
+            log=lambda message: None,
+            kernel=kernel,
+        )
+    finally:
+        pool.done(kernel)
+    assert (result.status, result.exit_code) == ("crashed", 3)
+    assert "the kernel died" in str(result.reason)
+    assert {p.name for p in result.run_dir.iterdir()} == ARCHIVE
