@@ -81,15 +81,16 @@ def archive(
     notebook: str | None = None,
     signing_key_env: str | None = None,
     replay_of: Mapping[str, Any] | None = None,
-    on_results: Callable[[RunResult], None] | None = None,
+    on_results: Callable[[run_results.RunResults], None] | None = None,
 ) -> RunResult:
     """The archive step of every run, headless or interactive (irlib.interactive): redact every
     file in `run_dir`, render its notebook.ipynb to HTML, write results.json from events.jsonl
     and manifest.json last. `source` is the notebook that was run; an interactive session
     gives its `mode` and `notebook` path; `signing_key_env` names the env var of the key that
-    signs the manifest (the profile's evidence.signing_key_env). `on_results` hears the
-    outcome as soon as results.json is written, before the HTML (a replay prints its verdict
-    then: rendering is the slowest step left)."""
+    signs the manifest (the profile's evidence.signing_key_env). `on_results` is called with
+    the results as written, before the HTML is rendered (what a chat message or a replay's
+    verdict needs comes first: rendering is the slowest step left; the evidence is complete
+    when this returns)."""
     secrets = evidence.secret_values(secret_envs)
     notebook_path = run_dir / NOTEBOOK
     for path in _files(run_dir):
@@ -125,12 +126,11 @@ def archive(
     written = run_results.write(
         run_dir, results, lambda value: evidence.redact_value(value, secrets)
     )
+    as_written = run_results.read(written.parent)  # redacted
     if on_results is not None:
-        on_results(RunResult(run_dir, exit_code, status, verdict, reason))
-    if html and notebook_path.is_file():  # its summary from results.json, as written (redacted)
-        _render_html(
-            notebook_path, run_dir / HTML, f"{runbook} {incident}", run_results.read(written.parent)
-        )
+        on_results(as_written)
+    if html and notebook_path.is_file():  # its summary from results.json, as written
+        _render_html(notebook_path, run_dir / HTML, f"{runbook} {incident}", as_written)
     for path in _files(run_dir):  # belt and braces: nothing written above may carry a secret
         evidence.redact_file(path, secrets)
     chain.seal(run_dir, _manifest(source, run_dir), key_env=signing_key_env)

@@ -284,12 +284,17 @@ class ServeSettings:
     queue: int = 20  # runs waiting; past that the webhook answers 503 and Alertmanager retries
     cooldown_s: float = 600.0  # a group's repeats within this long after its run are noted only
     run_timeout_s: float = 120.0  # per cell, as `irlib run --timeout`
+    # kernels started ahead with the runbooks imported, each for one run (irlib.kernels);
+    # 0: each run is `irlib run` in a child process, with a kernel of its own
+    warm_kernels: int = 2
     public_url: str | None = None  # the links' base URL; None: http://HOST:PORT it listens on
     routes: tuple[AlertRoute, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.queue < 0 or self.cooldown_s < 0:
-            raise ProfileError("serve: workers >= 1, queue >= 0 and cooldown_s >= 0 please")
+        if self.workers < 1 or self.queue < 0 or self.cooldown_s < 0 or self.warm_kernels < 0:
+            raise ProfileError(
+                "serve: workers >= 1, queue >= 0, cooldown_s >= 0 and warm_kernels >= 0 please"
+            )
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,11 @@ def replay(
     parent = (Path(outputs) / original.incident) if outputs else evidence.parent
     log(f"replaying {evidence.name} from its captures (no connection is made) ...")
 
-    def _tell(result: RunResult) -> None:
+    def _tell(run_dir: Path, results: run_results.RunResults) -> None:
         if on_verdict is not None:
+            result = RunResult(
+                run_dir, results.exit_code, results.status, results.verdict, results.reason
+            )
             on_verdict(Replay(evidence, result, original.verdict, result.verdict))
 
     result = run_runbook(

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from irlib import capture, evidence, io, run_results
 from irlib.archive import (
@@ -34,6 +34,10 @@ from irlib.errors import ProfileError, UsageError
 from irlib.guard import parse_mitigation_id
 from irlib.params import read_parameters, validate
 from irlib.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from irlib.kernels import WarmKernel
+    from irlib.run_results import RunResults
 
 PROFILE_COPY = "profile.yaml"  # the profile a run used, in its folder (it holds no secret)
 
@@ -79,15 +83,20 @@ def run_runbook(
     parent: Path | None = None,
     label: str | None = None,
     replay_of: Path | None = None,
-    on_results: Callable[[RunResult], None] | None = None,
+    kernel: WarmKernel | None = None,
+    on_results: Callable[[Path, RunResults], None] | None = None,
 ) -> RunResult:
     """Run `notebooks_dir/<runbook>.ipynb` and archive it under `outputs/<incident>/`
     (or `parent/`, for the drills) in a new folder `<UTC time>-<label or runbook>`.
 
     Raises UsageError/ProfileError (exit 2) before anything runs; otherwise always returns,
-    with the run folder holding notebook, HTML, results.json and manifest.json. One run per
-    process at a time: the kernel's settings travel in os.environ, and papermill changes the
-    working directory while it runs.
+    with the run folder holding notebook, HTML, results.json and manifest.json. Without
+    `kernel`, one run per process at a time: the kernel's settings travel in os.environ, and
+    papermill changes the working directory while it runs. With a warm `kernel`
+    (irlib.kernels, started in the notebooks' folder), the settings are given to that kernel
+    and nothing of this process changes, so runs may go on in several threads; the kernel is
+    the caller's to shut down. `on_results(run_dir, results)` is called once results.json is
+    written and the run is in its incident's timeline, before the HTML and the manifest.
 
     Every answer the run reads is captured (captures.jsonl) beside a copy of its profile;
     `replay_of` (an earlier run's captures file) answers every read from it instead,
@@ -114,9 +123,18 @@ def run_runbook(
     shutil.copyfile(plan.profile_path, run_dir / PROFILE_COPY)  # what a replay connects "to"
     t0 = time.monotonic()
     tape = f"replay:{replay_of}" if replay_of else f"record:{run_dir}"
-    in_process = replay_of is not None and not _inside_ipython()
-    reason = _execute(plan, run_dir, execution_timeout_s, tape, in_process=in_process)
+    in_process = replay_of is not None and kernel is None and not _inside_ipython()
+    reason = _execute(plan, run_dir, execution_timeout_s, tape, kernel, in_process=in_process)
     finished = io.utcnow()
+
+    def results_written(results: RunResults) -> None:
+        _attach_to_incident(run_dir, log)
+        if on_results is not None:
+            try:
+                on_results(run_dir, results)
+            except Exception as e:  # the caller's step must not cost the evidence its HTML
+                log(f"warning: after the results: {type(e).__name__}: {e}")
+
     result = _archive(
         plan,
         run_dir,
@@ -125,9 +143,8 @@ def run_runbook(
         finished,
         time.monotonic() - t0,
         replay_of=replay_of,
-        on_results=on_results,
+        on_results=results_written,
     )
-    _attach_to_incident(run_dir, log)
     _log_outcome(result, log)
     return result
 
@@ -255,12 +272,18 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def _execute(
-    plan: _Plan, run_dir: Path, timeout: float, tape: str, in_process: bool = False
+    plan: _Plan,
+    run_dir: Path,
+    timeout: float,
+    tape: str,
+    kernel: WarmKernel | None = None,
+    in_process: bool = False,
 ) -> str | None:
     """Run the notebook; None when it completed, else why it crashed (its notebook marked).
-    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay).
-    `in_process`: in a kernel inside this process (irlib.inprocess), for a replay: no kernel
-    to start, nothing to import twice, and the notebook saved once at the end."""
+    `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay). `kernel`:
+    a warm kernel to run it in, given the same settings a cold one inherits. `in_process`: in
+    a kernel inside this process (irlib.inprocess), for a replay: no kernel to start, nothing
+    to import twice, and the notebook saved once at the end."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -278,6 +301,20 @@ def _execute(
 
         km = KernelManager()
     try:
+        if kernel is not None:
+            # a warm kernel was started in the notebooks' folder; no chdir in this process
+            kernel.set_environment(env)
+            papermill.execute_notebook(
+                str(plan.notebook),
+                str(run_dir / NOTEBOOK),
+                parameters=plan.parameters,
+                kernel_name="python3",
+                execution_timeout=timeout_s,
+                progress_bar=False,
+                log_output=False,
+                km=kernel.km,
+            )
+            return None
         with environment(env):
             capture.reset()  # a kernel in this process reads its tape from env afresh
             papermill.execute_notebook(
@@ -367,7 +404,7 @@ def _archive(
     finished: datetime,
     duration_s: float,
     replay_of: Path | None = None,
-    on_results: Callable[[RunResult], None] | None = None,
+    on_results: Callable[[RunResults], None] | None = None,
 ) -> RunResult:
     """notebook.html, results.json and manifest.json, every file redacted before hashing."""
     if reason is None:

@@ -46,7 +46,8 @@ LAB_GROUPS = {
     ),
     "faults": (
         "tests/e2e/test_fault_pairs.py", "tests/lab/",
-        "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py",
+        "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py", "tests/e2e/test_serve_page.py",
+        "tests/e2e/test_warm_kernels.py",
     ),
 }  # fmt: skip
 

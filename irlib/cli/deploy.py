@@ -23,12 +23,18 @@ def deploy() -> None:
     help="Also a Role for the mitigations (patch, delete, scale), bound to the same account.",
 )
 @click.option(
+    "--with-serve",
+    is_flag=True,
+    help="Also irlib serve: its ServiceAccount (bound to the read roles only), evidence "
+    "claim, Deployment and Service.",
+)
+@click.option(
     "--every", default="30m", show_default=True, metavar="PERIOD", help="The drill's period."
 )
 @click.option("--image", default=None, metavar="IMAGE", help="[profile drills.image]")
 @options.errors_to_exit
 def deploy_manifests(
-    profile: str | None, with_mitigations: bool, every: str, image: str | None
+    profile: str | None, with_mitigations: bool, with_serve: bool, every: str, image: str | None
 ) -> None:
     """Print the ServiceAccount, its Roles and bindings, the profile's ConfigMap, the evidence
     PersistentVolumeClaim and the health drill's CronJob, for `kubectl apply -f -`.
@@ -40,6 +46,9 @@ def deploy_manifests(
     The read Role grants exactly what the read-only checks declare (irlib/k8s/permissions.py);
     nodes and node metrics, which only a cluster can grant, are in a ClusterRole. The Secret
     holding the profile's *_env values is not printed: the header says how to create it.
+
+    With --with-serve, `irlib serve` too, as the account irlib-serve with the same read roles
+    and nothing more; its token and chat webhook URL come from that Secret, by env var.
     """
     from irlib import deploy as generate
     from irlib.profile import load_profile
@@ -53,6 +62,7 @@ def deploy_manifests(
             every=every,
             image=image,
             with_mitigations=with_mitigations,
+            with_serve=with_serve,
         ),
         nl=False,
     )

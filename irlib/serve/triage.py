@@ -25,7 +25,9 @@ from typing import Any
 from irlib import comms, io, run_results
 from irlib import incident as inc
 from irlib.errors import UsageError
+from irlib.kernels import KernelPool, WarmKernel
 from irlib.profile import Profile
+from irlib.serve.metrics import Metrics
 from irlib.serve.payload import AlertGroup
 from irlib.serve.routing import route
 
@@ -33,6 +35,7 @@ OPERATOR = "irlib-serve"
 JOURNAL = "serve/alerts.jsonl"  # under outputs: every webhook and what became of it
 NOT_RUNBOOKS = {"postmortem"}  # notebooks that are not triage
 RECENT_INCIDENTS = 100  # how far back a restarted server looks for a group's open incident
+OUTCOMES = ("healthy", "degraded", "down", "could-not-look")  # a run's, for the page and metrics
 
 
 @dataclass
@@ -54,9 +57,38 @@ class Run:
     verdict: dict[str, Any] = field(default_factory=dict)
     message: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    to_verdict_s: float | None = None  # from the webhook's arrival
+    to_message_s: float | None = None
+    arrived: float = 0.0  # time.monotonic() when its webhook arrived (not shown)
+
+    @property
+    def outcome(self) -> str | None:
+        """One of OUTCOMES (see outcome()); None while it is queued or running."""
+        if self.state in ("queued", "running"):
+            return None
+        v = self.verdict
+        return outcome(
+            v.get("state") if self.state == "done" else None,
+            v.get("cause"),
+            int(v.get("could_not_check") or 0),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["arrived"]
+        return {**data, "outcome": self.outcome}
+
+
+def outcome(state: Any, top_cause: Any, could_not_check: int) -> str:
+    """healthy, degraded or down as a verdict says; could-not-look when there is no verdict
+    (the run failed or crashed) or its leading finding is that a target did not answer, so
+    that a run that could not look never reads as healthy."""
+    if state not in OUTCOMES[:3]:
+        return "could-not-look"
+    cause = str(top_cause or "")
+    if state == "degraded" and (cause.startswith("unanswered-") or (not cause and could_not_check)):
+        return "could-not-look"
+    return str(state)
 
 
 @dataclass
@@ -106,10 +138,19 @@ class Triage:
         self._ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
         self._children: set[subprocess.Popen[str]] = set()
+        self._kernels: set[WarmKernel] = set()  # in use by a run
+        self.metrics = Metrics()
+        self.pool: KernelPool | None = None
 
     def start(self) -> None:
         (self.outputs / JOURNAL).parent.mkdir(parents=True, exist_ok=True)
         self._recover()
+        if self.settings.warm_kernels > 0 and self.pool is None:
+            # started with the runs' environment: without the server's token or chat URL
+            self.pool = KernelPool(
+                self.notebooks, self._child_env(), self.settings.warm_kernels, log=self.log
+            )
+            self.pool.start()
         for n in range(self.settings.workers):
             t = threading.Thread(target=self._work, name=f"triage-{n}", daemon=True)
             t.start()
@@ -118,8 +159,13 @@ class Triage:
     def stop(self) -> None:
         """End the runs under way (SIGTERM to each `irlib run`, SIGKILL after 10 s): a stopped
         server leaves no run behind. Their folders keep what was written so far."""
+        if self.pool is not None:
+            self.pool.close()
         with self._lock:
             children = list(self._children)
+            kernels = list(self._kernels)
+        for kernel in kernels:  # its run ends as a crashed one, its notebook kept
+            kernel.shutdown()
         for child in children:
             child.terminate()
         for child in children:
@@ -130,14 +176,17 @@ class Triage:
 
     # -- the webhook ----------------------------------------------------------------------
 
-    def receive(self, group: AlertGroup) -> Answer:
-        """Decide what one webhook call does; everything it decides is journaled."""
+    def receive(self, group: AlertGroup, arrived: float | None = None) -> Answer:
+        """Decide what one webhook call does; everything it decides is journaled.
+        `arrived`: time.monotonic() when the request came in (now when not given)."""
+        arrived = time.monotonic() if arrived is None else arrived
         with self._lock:
-            answer = self._decide(group)
+            answer = self._decide(group, arrived)
             self._journal(group, answer)
+        self.metrics.webhook(str(answer.body.get("action")))
         return answer
 
-    def _decide(self, group: AlertGroup) -> Answer:
+    def _decide(self, group: AlertGroup, arrived: float) -> Answer:
         state = self._groups.setdefault(group.group_key, _Group())
         for alert in group.resolved:
             if state.incident:
@@ -187,6 +236,7 @@ class Triage:
             runbook=runbook,
             incident=state.incident,
             received_at=io.utcnow().isoformat(),
+            arrived=arrived,
         )
         state.active = run
         self.runs.append(run)
@@ -291,6 +341,18 @@ class Triage:
                     state = self._groups[run.group_key]
                     state.active, state.finished = None, time.monotonic()
                     self._slots.release()
+                self._measure(run)
+
+    def _measure(self, run: Run) -> None:
+        self.metrics.run_finished(run.runbook, run.outcome or "could-not-look")
+        if run.to_verdict_s is not None:
+            self.metrics.observe(
+                "irlib_serve_webhook_to_verdict_seconds", run.runbook, run.to_verdict_s
+            )
+        if run.to_message_s is not None:
+            self.metrics.observe(
+                "irlib_serve_webhook_to_message_seconds", run.runbook, run.to_message_s
+            )
 
     def _child_env(self) -> dict[str, str]:
         """The run needs the targets' secrets, never the server's token or the chat's URL."""
@@ -298,6 +360,44 @@ class Triage:
         return {k: v for k, v in os.environ.items() if k not in drop}
 
     def _execute(self, run: Run) -> None:
+        self.log(f"run {run.id}: {run.runbook} for {', '.join(run.alerts)} ({run.incident})")
+        if self.pool is not None:
+            return self._execute_warm(run, self.pool)
+        return self._execute_cold(run)
+
+    def _execute_warm(self, run: Run, pool: KernelPool) -> None:
+        """In a warm kernel, in this process: irlib run's own steps (runner.run_runbook), the
+        message sent as soon as results.json is written, the HTML and manifest after it."""
+        from irlib.runner import run_runbook
+
+        kernel = pool.take()
+        with self._lock:
+            self._kernels.add(kernel)
+        try:
+            result = run_runbook(
+                run.runbook,
+                profile=str(self.profile_path),
+                incident=run.incident,
+                params={},
+                confirm=[],  # read-only: never a mitigation from an alert
+                operator=OPERATOR,
+                outputs=self.outputs,
+                notebooks_dir=self.notebooks,
+                execution_timeout_s=self.settings.run_timeout_s,
+                log=lambda message: self.log(f"run {run.id}: {message}"),
+                kernel=kernel,
+                on_results=lambda run_dir, results: self._report(run, run_dir, results),
+            )
+        finally:
+            with self._lock:
+                self._kernels.discard(kernel)
+            pool.done(kernel)  # used once: shut down; its replacement is already starting
+        run.exit_code = result.exit_code
+        if not run.message:
+            raise RuntimeError(f"no message sent for {result.run_dir.name}: see the log")
+
+    def _execute_cold(self, run: Run) -> None:
+        """`irlib run` in a child process (serve.warm_kernels: 0)."""
         timeout = self.settings.run_timeout_s
         cmd = [
             sys.executable,
@@ -318,7 +418,6 @@ class Triage:
             "--notebooks",
             str(self.notebooks),
         ]  # never --confirm: read-only
-        self.log(f"run {run.id}: {run.runbook} for {', '.join(run.alerts)} ({run.incident})")
         child = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -345,9 +444,12 @@ class Triage:
         if run_dir is None or not (run_dir / run_results.FILE).is_file():
             tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"irlib run exited {done.returncode}: {tail[0]}")
+        self._report(run, run_dir, run_results.read(run_dir))
+
+    def _report(self, run: Run, run_dir: Path, results: run_results.RunResults) -> None:
+        """The verdict into the run, a note when it suggests another severity, the message."""
         run.run_dir = str(run_dir)
         run.evidence = self.evidence_url(run.incident, run_dir.name, "notebook.html")
-        results = run_results.read(run_dir)
         verdict = results.verdict or {}
         top = results.top_cause
         run.verdict = {
@@ -357,7 +459,9 @@ class Triage:
             "cause": top.get("id"),
             "evidence": top.get("evidence"),
             "mitigations": list(verdict.get("mitigations") or []),
+            "could_not_check": len(verdict.get("could_not_check") or []),
         }
+        run.to_verdict_s = round(time.monotonic() - run.arrived, 3)
         suggested = run.verdict["severity"]
         opened_as = inc.load(self.outputs, run.incident).record.severity
         if suggested and suggested != opened_as:
@@ -380,6 +484,7 @@ class Triage:
             footer=self.footer(run),
         )
         run.message = {"delivered": sent.delivered, "error": sent.error, "seq": sent.entry.seq}
+        run.to_message_s = round(time.monotonic() - run.arrived, 3)
 
     def evidence_url(self, incident: str, run_dir: str, name: str) -> str:
         return f"{self.base_url}/v1/evidence/{incident}/{run_dir}/{name}"
@@ -419,6 +524,28 @@ class Triage:
                 "queued": sum(r.state == "queued" for r in self.runs),
                 "runs": len(self.runs),
                 "runbooks": self.known,
+                "warm_kernels": self.pool.ready() if self.pool else 0,
+            }
+
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """What /metrics reads at each scrape, beside the counters."""
+        with self._lock:
+            queued = sum(r.state == "queued" for r in self.runs)
+            return {
+                "irlib_serve_queue_length": ("Runs waiting for a worker.", queued),
+                "irlib_serve_queue_capacity": (
+                    "Runs that may wait (serve.queue).",
+                    self.settings.queue,
+                ),
+                "irlib_serve_running": ("Runs under way.", self.running),
+                "irlib_serve_warm_kernels_ready": (
+                    "Warm kernels ready for the next run.",
+                    self.pool.ready() if self.pool else 0,
+                ),
+                "irlib_serve_workers": (
+                    "Runs at once at most (serve.workers).",
+                    self.settings.workers,
+                ),
             }
 
     def run_list(self) -> list[dict[str, Any]]:

@@ -102,6 +102,40 @@ def test_the_manifests_apply_and_the_account_can_only_read(
     assert refused.stdout.strip() == "no"
 
 
+def _can_list(lab: LabHandle, account: str) -> str:
+    listed = kubectl(lab, "auth", "can-i", "--list", f"--as=system:serviceaccount:{NS}:{account}",
+                     "-n", NS)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
+
+
+def test_serves_account_can_do_the_reads_and_nothing_more(
+    lab: LabHandle, deployed: dict[str, Any]
+) -> None:
+    """`--with-serve`: its account and bindings applied (not its Deployment: the lab would
+    schedule a pod of an image it cannot run); it may do exactly what the drill's may."""
+    docs = [d for d in yaml.safe_load_all(manifests(lab, "--with-serve")) if d]
+    access = [d for d in docs if d["metadata"]["name"].startswith("irlib-serve")
+              and d["kind"] in ("ServiceAccount", "RoleBinding", "ClusterRoleBinding")]  # fmt: skip
+    assert len(access) == 3
+    text = "---\n".join(yaml.safe_dump(d) for d in access)
+    applied = kubectl(lab, "apply", "-f", "-", stdin=text)
+    try:
+        assert applied.returncode == 0, applied.stderr
+        assert _can_list(lab, "irlib-serve") == _can_list(lab, ACCOUNT)
+        serve = f"--as=system:serviceaccount:{NS}:irlib-serve"
+        for verb, what in [("list", "pods"), ("get", "pods/log"), ("list", "nodes")]:
+            assert (
+                kubectl(lab, "auth", "can-i", verb, what, serve, "-n", NS).stdout.strip() == "yes"
+            )
+        for verb, what in [("delete", "pods"), ("patch", "deployments"), ("get", "secrets"),
+                           ("create", "pods/exec")]:  # fmt: skip
+            said = kubectl(lab, "auth", "can-i", verb, what, serve, "-n", NS).stdout.strip()
+            assert said == "no", (verb, what)
+    finally:
+        kubectl(lab, "delete", "-f", "-", "--ignore-not-found", stdin=text)
+
+
 def kubeconfig_of(lab: LabHandle, token: str, where: Path) -> Path:
     data = yaml.safe_load(Path(lab.exports["KUBECONFIG"]).read_text())
     data["users"][0]["user"] = {"token": token}

@@ -261,3 +261,26 @@ def test_one_run_per_group_then_cooldown_and_unrouted_alerts_are_recorded(served
     resolved = served.post(_group("unknown-resolved", status="resolved"), token=served.token)
     assert resolved.json()["action"] == "resolution-recorded"
     assert not any(r["group_key"] == "unknown-resolved" for r in served.runs())
+
+
+def test_metrics_and_page_agree_with_the_runs(served: Served) -> None:
+    """The lab's serve: `/metrics` and the page want the token; the metrics count the runs
+    `/v1/runs` lists, the page lists them (the page in a browser: test_serve_page.py)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert httpx.get(served.url + "/metrics", timeout=10).status_code == 401
+    runs = [r for r in served.runs() if r["state"] in ("done", "failed")]
+    answer = served.get("/metrics")
+    assert answer.status_code == 200
+    samples = [s for f in text_string_to_metric_families(answer.text) for s in f.samples]
+    ended = sum(s.value for s in samples if s.name == "irlib_serve_runs_total")
+    assert ended == len(runs)
+    messages = sum(
+        s.value for s in samples if s.name == "irlib_serve_webhook_to_message_seconds_count"
+    )
+    assert messages == sum(1 for r in runs if r["to_message_s"] is not None)
+    assert not any(served.token in line for line in answer.text.splitlines())
+    assert httpx.get(served.url + "/", timeout=10).status_code == 401
+    page = served.get("/").text
+    assert page.count('<tr class="run"') == len(served.runs())
+    assert served.token not in page and served.chat.url not in page

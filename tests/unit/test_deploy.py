@@ -143,3 +143,55 @@ def test_mitigations_get_their_own_role_only_when_asked() -> None:
     ]
     assert any(d["kind"] == "RoleBinding" and d["roleRef"]["name"] == role["metadata"]["name"]
                for d in docs)  # fmt: skip
+
+
+def test_serve_gets_its_own_account_bound_to_the_read_roles_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IRLIB_SERVE_TOKEN", "serve-token-value-456")
+    monkeypatch.setenv("IRLIB_INCIDENT_WEBHOOK_URL", "https://hooks.example.com/T0/secret")
+    profile = profile_from_dict(PROFILE)
+    plain = deploy.manifests(profile, profile_text=yaml.safe_dump(PROFILE))
+    assert not any(d["metadata"]["name"].startswith("irlib-serve") for d in plain)
+    text = deploy.manifests_yaml(profile, profile_text=yaml.safe_dump(PROFILE), with_serve=True)
+    assert "serve-token-value-456" not in text and "hooks.example.com" not in text
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    serve = [d for d in docs if d["metadata"]["name"].startswith("irlib-serve")]
+    assert [(d["kind"], d["metadata"]["name"]) for d in serve] == [
+        ("ServiceAccount", "irlib-serve"),
+        ("RoleBinding", "irlib-serve-read"),
+        ("ClusterRoleBinding", "irlib-serve-trading-read"),
+        ("PersistentVolumeClaim", "irlib-serve-evidence"),
+        ("Deployment", "irlib-serve"),
+        ("Service", "irlib-serve"),
+    ]
+    by_kind = {d["kind"]: d for d in serve}
+    # no Role of its own: the drill's read Role and ClusterRole, bound to its account
+    subject = [{"kind": "ServiceAccount", "name": "irlib-serve", "namespace": "trading"}]
+    assert by_kind["RoleBinding"]["roleRef"]["name"] == "irlib-drill-read"
+    assert by_kind["ClusterRoleBinding"]["roleRef"]["name"] == "irlib-drill-trading-read"
+    assert (
+        by_kind["RoleBinding"]["subjects"] == by_kind["ClusterRoleBinding"]["subjects"] == subject
+    )
+    read_roles = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    assert set(read_roles) == {"irlib-drill-read", "irlib-drill-trading-read"}
+    deployment = by_kind["Deployment"]["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    pod = deployment["template"]["spec"]
+    assert pod["serviceAccountName"] == "irlib-serve"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["command"][:2] == ["irlib", "serve"]
+    assert not any("TOKEN" in a or "http" in a for a in container["command"])  # never args
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["IRLIB_SERVE_TOKEN"] == {"name": "irlib-secrets", "key": "IRLIB_SERVE_TOKEN",
+                                         "optional": False}  # fmt: skip
+    assert env["IRLIB_INCIDENT_WEBHOOK_URL"]["optional"] is True
+    assert {"IRLIB_ADMIN_TOKEN", "IRLIB_DB_PASSWORD"} <= set(env)  # what the runs read
+    assert all("value" not in e for e in container["env"])
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = by_kind["Service"]["spec"]
+    assert service["selector"] == deployment["selector"]["matchLabels"]
+    assert service["ports"] == [{"name": "http", "port": 8900, "targetPort": "http"}]
+    assert "irlib-serve.trading.svc:8900/v1/alertmanager" in text.split("---")[0]

@@ -41,7 +41,10 @@ class HeldTriage(Triage):
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, HeldTriage]]:
     profile = profile_from_dict(
-        {**MINIMAL, "serve": {"workers": WORKERS, "queue": QUEUE, "cooldown_s": 3600}}
+        {
+            **MINIMAL,
+            "serve": {"workers": WORKERS, "queue": QUEUE, "cooldown_s": 3600, "warm_kernels": 0},
+        }
     )
     triage = HeldTriage(profile, tmp_path / "p.yaml", tmp_path / "out", notebooks_dir(), "http://x")
     triage.ran = []
