@@ -40,6 +40,7 @@ from irlib.lab.kube.store import Store, WatchEvent
 
 log = logging.getLogger(__name__)
 TICK = 0.5
+PASS_SHARE = 5.0  # wait at least this many times the last pass's length between passes
 PAST = 2 * 86400 + 3 * 3600 + 17 * 60  # the running pods were started this long ago
 EXPIRE_EVERY = 30.0
 HEALTH_EVERY = 5.0  # the status file is rewritten at a change, else this often (a heartbeat)
@@ -82,6 +83,7 @@ class Controller:
         self._deleted: list[Obj] = []
         self._last_expire = 0.0
         self._loop_rv: dict[str, int] = {}
+        self._last_pass = 0.0
         store.clock = self.now
         store.add_listener(self._on_change)
 
@@ -186,7 +188,7 @@ class Controller:
         async with httpx.AsyncClient() as client:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), TICK)
+                    await asyncio.wait_for(self._wake.wait(), self._tick())
                 self._wake.clear()
                 await asyncio.sleep(0.02)  # let a burst of writes land together
                 probe_error = None
@@ -194,7 +196,14 @@ class Controller:
                     await self._probe(client)
                 except Exception as exc:  # readiness stays as last probed; reported below
                     probe_error = exc
+                started = time.monotonic()
                 try:
                     await self.reconcile_async(probe_error)
                 except Exception:  # each loop is guarded; this is the last net
                     log.exception("controller pass failed")
+                self._last_pass = time.monotonic() - started
+
+    def _tick(self) -> float:
+        """The wait between passes: TICK, or longer when a pass is long (a 2,000-pod lab on
+        a busy machine), so that the controller keeps to about a sixth of the API's time."""
+        return max(TICK, PASS_SHARE * self._last_pass)
