@@ -40,19 +40,26 @@ class LabSize:
     def pods(self) -> int:
         return self.api_replicas + OTHER_PODS
 
+    def room(self) -> int:
+        """The pods the nodes must hold: api-service's twice, because the lab's deployment
+        controller starts a whole new revision beside the old one (a bad deploy takes the
+        service down only when the new pods run), beside the other apps' pods."""
+        return 2 * self.api_replicas + OTHER_PODS
+
     def shape(self) -> tuple[str, int, int]:
-        """The node shape (type, CPUs, GiB) that holds every pod's requests with headroom;
-        UsageError when none does, or when the pods exceed the nodes' pod count."""
+        """The node shape (type, CPUs, GiB) that holds the requests of `room()` pods with
+        headroom; UsageError when none does, or when they exceed the nodes' pod count."""
         self.validate()
-        pods = self.pods()
+        pods = self.room()
         if pods > self.nodes * PODS_PER_NODE:
             need = math.ceil(pods / PODS_PER_NODE)
             raise UsageError(
-                f"{pods} pods do not fit on {self.nodes} node(s) of {PODS_PER_NODE} pods each: "
-                f"ask for --nodes {need} or more"
+                f"{self.api_replicas} api-service pods (and a rollout's as many again) do not "
+                f"fit on {self.nodes} node(s) of {PODS_PER_NODE} pods each: ask for --nodes "
+                f"{need} or more"
             )
-        cpu = (API_REQUESTS[0] * self.api_replicas + OTHER_REQUESTS[0]) / 1000
-        mem = API_REQUESTS[1] * self.api_replicas + OTHER_REQUESTS[1]
+        cpu = (API_REQUESTS[0] * 2 * self.api_replicas + OTHER_REQUESTS[0]) / 1000
+        mem = API_REQUESTS[1] * 2 * self.api_replicas + OTHER_REQUESTS[1]
         for shape in NODE_SHAPES:
             if shape[1] * self.nodes >= cpu * HEADROOM and shape[2] * self.nodes >= mem * HEADROOM:
                 return shape

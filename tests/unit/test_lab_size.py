@@ -32,9 +32,10 @@ def test_the_default_size_is_the_lab_as_it_was() -> None:
 
 def test_a_big_lab_gets_nodes_that_hold_its_pods_with_headroom() -> None:
     kind, cpus, gib = LabSize(40, 2000, 20000).shape()
-    # 2,000 pods of 250m and 512Mi beside the other apps: 502 CPUs, at most 80% of the nodes
-    assert (kind, cpus, gib) == ("m5.4xlarge", 16, 64)
-    assert 0.8 * 40 * cpus >= 2000 * 0.25 + 2.2
+    # 2,000 pods of 250m and 512Mi, and a rollout's 2,000 more, beside the other apps: 1,002
+    # CPUs, at most 80% of the nodes
+    assert (kind, cpus, gib) == ("m5.8xlarge", 32, 128)
+    assert 0.8 * 40 * cpus >= 2 * 2000 * 0.25 + 2.2
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ def test_a_big_lab_gets_nodes_that_hold_its_pods_with_headroom() -> None:
         (LabSize(0, 3, 0), "--nodes must be a whole number from 1"),
         (LabSize(3, -1, 0), "--api-replicas must be a whole number from 0"),
         (LabSize(3, 3, 10**7), "--events must be a whole number from 0"),
-        (LabSize(3, 2000, 0), "ask for --nodes 19 or more"),
+        (LabSize(3, 2000, 0), "ask for --nodes 37 or more"),
     ],
     ids=["no-nodes", "negative-replicas", "too-many-events", "pods-per-node"],
 )
