@@ -41,11 +41,38 @@ def _lab(state_dir: Path | None) -> Lab:
 
 @lab.command()
 @options.state_dir
+@click.option(
+    "--nodes", type=int, default=None, help="Nodes of the cluster [3; sized to fit the pods]."
+)
+@click.option("--api-replicas", type=int, default=None, help="api-service pods [3].")
+@click.option(
+    "--events",
+    type=int,
+    default=None,
+    help="Events of history over the last hour, mostly Normal, and pod logs to match [0].",
+)
 @options.errors_to_exit
-def up(state_dir: Path | None) -> None:
-    """Start every part (idempotent), wait until ready, print shell exports."""
+def up(
+    state_dir: Path | None, nodes: int | None, api_replicas: int | None, events: int | None
+) -> None:
+    """Start every part (idempotent), wait until ready, print shell exports.
+
+    \b
+    irlib lab up --nodes 40 --api-replicas 2000 --events 20000
+    A bad size exits 2 and starts nothing; a running lab keeps its size."""
+    from irlib.lab.size import LabSize
+
+    size = None
+    if (nodes, api_replicas, events) != (None, None, None):
+        default = LabSize()
+        size = LabSize(
+            default.nodes if nodes is None else nodes,
+            default.api_replicas if api_replicas is None else api_replicas,
+            default.events if events is None else events,
+        )
+        size.shape()  # a size that cannot be built: exit 2 before anything starts
     the_lab = _lab(state_dir)
-    click.echo(the_lab.format_exports(the_lab.up()), nl=False)
+    click.echo(the_lab.format_exports(the_lab.up(size)), nl=False)
 
 
 @lab.command()

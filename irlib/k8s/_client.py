@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +35,8 @@ from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
 from irlib.k8s.permissions import Permission
 
+PAGE = 500  # items per list request: kubectl's --chunk-size
+LIST_FRESH_S = 30.0  # a list read this recently is shared (a run's steps see one snapshot)
 # kubectl's content types for `kubectl patch` (its default) and `--type merge`
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
@@ -167,6 +171,9 @@ class Kube:
         no configuration at all every request is Unreachable, naming what was looked for."""
         self.namespace = namespace
         self.timeout_s = timeout_s
+        self._lists: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._lists_lock = threading.Lock()
+        self._list_locks: dict[str, threading.Lock] = {}
         self.api: client.ApiClient | None = None
         self.no_config = ""
         self.source = "replay"
@@ -190,6 +197,8 @@ class Kube:
     ) -> Any:
         """One API call under the timeout: its JSON answer as plain dicts (a text answer, a
         pod's log, as text); the client's errors as irlib's target errors."""
+        if method != "GET":
+            self._lists.clear()  # a write: what was listed may have changed
         call = {"method": method, "path": path, "query": query or {}, "body": body}
         return capture.call(
             "kubernetes", call, lambda: self._request(method, path, query, body, content_type)
@@ -245,24 +254,71 @@ class Kube:
         path = f"{prefix}/namespaces/{quote(self.namespace, safe='')}/{resource}"
         return f"{path}/{quote(name, safe='')}" if name else path
 
-    def pods(self, selector: str | None = None) -> list[dict[str, Any]]:
-        return self.request("GET", self._ns("pods"), query={"labelSelector": selector or ""})[
-            "items"
-        ]
+    def list_all(self, path: str, query: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of a list, in pages of PAGE (`limit` + `continue`, as kubectl lists):
+        no one answer holds 20,000 events. The same list asked again within LIST_FRESH_S
+        (the checks of a run, several wanting the namespace's 2,000 pods) is read once and
+        shared, so a run's steps see one snapshot; any write through this connection (a
+        mitigation) forgets what was read. Callers must not change the items."""
+        wanted = {k: v for k, v in (query or {}).items() if v}
+        key = json.dumps([path, wanted], sort_keys=True)
+        with self._lists_lock:
+            lock = self._list_locks.setdefault(key, threading.Lock())
+        with lock:  # a second asker waits for the first one's answer
+            kept = self._lists.get(key)
+            if kept is not None and time.monotonic() - kept[0] < LIST_FRESH_S:
+                return kept[1]
+            try:
+                items = self._pages(path, wanted)
+            except capture.NoCapture:
+                # a replay whose timing did not share a list where the run did: the run's
+                # answer to the same list is the one it used
+                if kept is None:
+                    raise
+                return kept[1]
+            self._lists[key] = (time.monotonic(), items)
+            return items
+
+    def _pages(self, path: str, wanted: dict[str, str]) -> list[dict[str, Any]]:
+        """The pages of one list; a list that expired between two pages (410 Gone) is
+        started over once, as client-go's pager does."""
+        for attempt in (1, 2):
+            items: list[dict[str, Any]] = []
+            token = ""
+            try:
+                while True:
+                    page_query = {**wanted, "limit": str(PAGE)}
+                    if token:
+                        page_query["continue"] = token
+                    answer = self.request("GET", path, query=page_query)
+                    items += answer.get("items") or []
+                    token = (answer.get("metadata") or {}).get("continue") or ""
+                    if not token:
+                        return items
+            except Refused as e:
+                if e.status_code != 410 or attempt == 2:
+                    raise
+        return []  # (unreachable: the second attempt returns or raises)
+
+    def pods(
+        self, selector: str | None = None, *, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.list_all(
+            self._ns("pods"),
+            {"labelSelector": selector or "", "fieldSelector": field_selector or ""},
+        )
 
     def pod(self, name: str) -> dict[str, Any]:
         return self.request("GET", self._ns("pods", name))  # type: ignore[no-any-return]
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/v1/nodes")["items"]
+        return self.list_all("/api/v1/nodes")
 
     def events(self, field_selector: str | None = None) -> list[dict[str, Any]]:
-        return self.request(
-            "GET", self._ns("events"), query={"fieldSelector": field_selector or ""}
-        )["items"]
+        return self.list_all(self._ns("events"), {"fieldSelector": field_selector or ""})
 
     def ingresses(self) -> list[dict[str, Any]]:
-        return self.request("GET", self._ns("ingresses", group="networking.k8s.io/v1"))["items"]
+        return self.list_all(self._ns("ingresses", group="networking.k8s.io/v1"))
 
     def deployment(self, name: str) -> dict[str, Any]:
         return self.request(  # type: ignore[no-any-return]
@@ -270,9 +326,7 @@ class Kube:
         )
 
     def replicasets(self, selector: str) -> list[dict[str, Any]]:
-        return self.request(
-            "GET", self._ns("replicasets", group="apps/v1"), query={"labelSelector": selector}
-        )["items"]
+        return self.list_all(self._ns("replicasets", group="apps/v1"), {"labelSelector": selector})
 
     def log(
         self,
@@ -282,20 +336,23 @@ class Kube:
         previous: bool = False,
         tail_lines: int | None = None,
         since_seconds: int | None = None,
+        limit_bytes: int | None = None,
     ) -> str:
         query = {"previous": "true" if previous else "false", "container": container or ""}
         if tail_lines is not None:
             query["tailLines"] = str(tail_lines)
         if since_seconds is not None:
             query["sinceSeconds"] = str(since_seconds)
+        if limit_bytes is not None:
+            query["limitBytes"] = str(limit_bytes)
         answer = self.request("GET", self._ns("pods", pod) + "/log", query=query)
         return answer if isinstance(answer, str) else json.dumps(answer)
 
     def pod_metrics(self) -> list[dict[str, Any]]:
-        return self.request("GET", self._ns("pods", group="metrics.k8s.io/v1beta1"))["items"]
+        return self.list_all(self._ns("pods", group="metrics.k8s.io/v1beta1"))
 
     def node_metrics(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/apis/metrics.k8s.io/v1beta1/nodes")["items"]
+        return self.list_all("/apis/metrics.k8s.io/v1beta1/nodes")
 
     # -- writes: only mitigations.py calls these, through the guard ----------------------
 

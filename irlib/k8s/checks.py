@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from irlib.errors import Refused
-from irlib.k8s import capacity
+from irlib.k8s import capacity, coverage
 from irlib.k8s import permissions as P
 from irlib.k8s._client import Kube, age, parse_time
 from irlib.k8s.permissions import reads
@@ -20,6 +20,18 @@ from irlib.k8s.quantity import cpu_millicores, memory_bytes
 from irlib.results import Check, Evidence, Status, guarded
 
 TARGET = "kubernetes"
+ROWS_SHOWN = 100  # rows of a pod table in the evidence; the facts keep every pod
+PREVIOUS_MAX = 10  # restarted containers whose previous log one check reads
+DETAILS_MAX = 10  # not-ready pods whose events one check reads
+
+
+def _shown(title: str, rows: list[dict[str, Any]], order: str) -> Evidence:
+    """A table of at most ROWS_SHOWN rows, its title saying so when it is cut."""
+    if len(rows) <= ROWS_SHOWN:
+        return Evidence.table(title, rows)
+    return Evidence.table(
+        f"{title} (first {ROWS_SHOWN} of {len(rows):,}, {order})", rows[:ROWS_SHOWN]
+    )
 
 
 def _guarded(name: str, body: Callable[[], Check]) -> Check:
@@ -113,7 +125,8 @@ def check_pods(
         )
         rows.sort(key=lambda r: (ready[r["pod"]], r["app"], r["pod"]))
         command = f"kubectl get pods -n {kube.namespace}" + (f" -l {selector}" if selector else "")
-        return Check(name, TARGET, status, summary, (Evidence.table(command, rows),), facts=facts)
+        table = _shown(command, rows, "not ready first")
+        return Check(name, TARGET, status, summary, (table,), facts=facts)
 
     return _guarded(name, body)
 
@@ -443,7 +456,7 @@ def check_top_pods(kube: Kube, *, warn_ratio: float = 0.9, app_label: str = "app
             TARGET,
             status,
             summary,
-            (Evidence.table(f"kubectl top pods -n {kube.namespace}", rows),),
+            (_shown(f"kubectl top pods -n {kube.namespace}", rows, "fullest first"),),
             facts={"hot": hot, "rows": rows},
         )
 
@@ -497,27 +510,48 @@ def check_top_nodes(kube: Kube, *, warn_ratio: float = 0.9) -> Check:
 ERROR_LINE = re.compile(r"\b(ERROR|FATAL|CRITICAL|Traceback|Exception|Error:)", re.I)
 
 
+def _read_log(kube: Kube, name: str, fallback: str, **options: Any) -> str:
+    """One pod's log; a pod with none (waiting, never started) says so. A 401/403 is raised:
+    the check could not look, which is never "no log"."""
+    try:
+        return kube.log(name, **options)
+    except Refused as e:
+        if e.auth_refused:
+            raise
+        return f"({fallback}: {e})"
+
+
 @reads(P.LIST_PODS, P.GET_POD_LOG)
 def check_logs(
     kube: Kube, *, app: str, app_label: str = "app", tail: int = 100, since_s: int = 600
 ) -> Check:
-    """`kubectl logs -l app=<app> --tail=100 --since=10m`, aggregated across the app's pods."""
+    """`kubectl logs -l app=<app> --tail=100 --since=10m` across a bounded, relevant set of the
+    app's pods: crash-looping, restarting and not-ready ones first, then a sample of the rest
+    (coverage.py), five requests at a time, the bytes capped; it says what it covered."""
 
     def body() -> Check:
+        chosen = coverage.select(kube.pods(f"{app_label}={app}"))
+        limit = coverage.byte_share(len(chosen.chosen))
+        texts = coverage.each_bounded(
+            chosen.chosen,
+            lambda pick: _read_log(
+                kube,
+                pick[0]["metadata"]["name"],
+                "no log",
+                tail_lines=tail,
+                since_seconds=since_s,
+                limit_bytes=limit,
+            ),
+        )
         rows, lines = [], []
-        for p in kube.pods(f"{app_label}={app}"):
+        for (p, why), text in zip(chosen.chosen, texts, strict=True):
             name = p["metadata"]["name"]
-            try:
-                text = kube.log(name, tail_lines=tail, since_seconds=since_s)
-            except Refused as e:
-                if e.auth_refused:  # 401/403: the check could not look, never "no log"
-                    raise
-                text = f"(no log: {e})"
             pod_lines = text.splitlines()
             errors = [ln for ln in pod_lines if ERROR_LINE.search(ln)]
             rows.append(
                 {
                     "pod": name,
+                    "why": why,
                     "lines": len(pod_lines),
                     "errors": len(errors),
                     "last_error": errors[-1][:200] if errors else "",
@@ -526,7 +560,7 @@ def check_logs(
             lines += [f"[{name}] {ln}" for ln in pod_lines]
         errors = sum(r["errors"] for r in rows)
         status = Status.WARN if errors else Status.OK
-        summary = f"{sum(r['lines'] for r in rows)} lines from {len(rows)} pods, {errors} errors"
+        summary = f"{chosen.covered()}; {sum(r['lines'] for r in rows)} lines, {errors} errors"
         return Check(
             f"logs {app}",
             TARGET,
@@ -536,47 +570,65 @@ def check_logs(
                 Evidence.table(f"kubectl logs -l {app_label}={app} --tail={tail}", rows),
                 Evidence(title="log lines", text="\n".join(lines[-200:])),
             ),
-            facts={"errors": errors},
+            facts={"errors": errors, "pods_read": len(rows), "pods_total": chosen.total},
         )
 
     return _guarded(f"logs {app}", body)
 
 
 @reads(P.LIST_PODS, P.GET_POD_LOG)
-def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
-    """`kubectl logs <pod> --previous` for every container that has restarted."""
+def check_previous_logs(kube: Kube, *, tail: int = 50, most: int = PREVIOUS_MAX) -> Check:
+    """`kubectl logs <pod> --previous` for the containers that restarted: the `most` with
+    the most restarts (those not ready first), five at a time; it says how many it read."""
 
     def body() -> Check:
-        rows, texts = [], []
-        for p in kube.pods():
-            for cs in p.get("status", {}).get("containerStatuses") or []:
-                if not cs.get("restartCount"):
-                    continue
-                name = p["metadata"]["name"]
-                try:
-                    text = kube.log(name, container=cs["name"], previous=True, tail_lines=tail)
-                except Refused as e:
-                    if e.auth_refused:  # 401/403: the check could not look, never "no log"
-                        raise
-                    text = f"(no previous log: {e})"
-                last = [ln for ln in text.splitlines() if ln.strip()]
-                term = cs.get("lastState", {}).get("terminated", {})
-                rows.append(
-                    {
-                        "pod": name,
-                        "container": cs["name"],
-                        "restarts": cs["restartCount"],
-                        "reason": term.get("reason", ""),
-                        "exit_code": term.get("exitCode"),
-                        "last_line": last[-1][:200] if last else "",
-                    }
-                )
-                texts.append(f"--- {name}/{cs['name']} (previous) ---\n{text}")
+        restarted = [
+            (p, cs)
+            for p in kube.pods()
+            for cs in p.get("status", {}).get("containerStatuses") or []
+            if cs.get("restartCount")
+        ]
+        restarted.sort(
+            key=lambda pc: (
+                bool(pc[1].get("ready")),
+                -pc[1]["restartCount"],
+                pc[0]["metadata"]["name"],
+            )
+        )
+        chosen = restarted[:most]
+        limit = coverage.byte_share(len(chosen))
+        texts = coverage.each_bounded(
+            chosen,
+            lambda pc: _read_log(
+                kube,
+                pc[0]["metadata"]["name"],
+                "no previous log",
+                container=pc[1]["name"],
+                previous=True,
+                tail_lines=tail,
+                limit_bytes=limit,
+            ),
+        )
+        rows, shown = [], []
+        for (p, cs), text in zip(chosen, texts, strict=True):
+            name = p["metadata"]["name"]
+            last = [ln for ln in text.splitlines() if ln.strip()]
+            term = cs.get("lastState", {}).get("terminated", {})
+            rows.append(
+                {
+                    "pod": name,
+                    "container": cs["name"],
+                    "restarts": cs["restartCount"],
+                    "reason": term.get("reason", ""),
+                    "exit_code": term.get("exitCode"),
+                    "last_line": last[-1][:200] if last else "",
+                }
+            )
+            shown.append(f"--- {name}/{cs['name']} (previous) ---\n{text}")
         status = Status.WARN if rows else Status.OK
+        covered = f"previous logs of {len(rows):,} of {len(restarted):,} restarted container(s)"
         summary = (
-            f"{len(rows)} restarted container(s); last: {rows[0]['last_line']}"
-            if rows
-            else "no container has restarted"
+            f"{covered}; last: {rows[0]['last_line']}" if rows else "no container has restarted"
         )
         return Check(
             "previous logs",
@@ -585,33 +637,37 @@ def check_previous_logs(kube: Kube, *, tail: int = 50) -> Check:
             summary,
             (
                 Evidence.table("kubectl logs --previous", rows),
-                Evidence(title="previous container logs", text="\n".join(texts)[-8000:]),
+                Evidence(title="previous container logs", text="\n".join(shown)[-8000:]),
             ),
-            facts={"crashed": rows},
+            facts={"crashed": rows, "restarted_total": len(restarted)},
         )
 
     return _guarded("previous logs", body)
 
 
 @reads(P.LIST_PODS, P.LIST_EVENTS)
-def check_pod_details(kube: Kube) -> Check:
-    """`kubectl describe pod` for every pod that is not ready: conditions, states, events."""
+def check_pod_details(kube: Kube, *, most: int = DETAILS_MAX) -> Check:
+    """`kubectl describe pod` for the pods that are not ready: conditions, states and last
+    event (events by a server-side field selector) of at most `most` of them, crash-looping
+    first, five at a time; it says how many of how many it described."""
 
     def body() -> Check:
+        not_ready = [p for p in kube.pods() if not _ready(p)]
+        chosen = coverage.select(not_ready, relevant_max=most, only_relevant=True)
+        events = coverage.each_bounded(
+            chosen.pods(),
+            lambda p: kube.events(f"involvedObject.name={p['metadata']['name']}"),
+        )
         rows = []
-        for p in kube.pods():
-            if _ready(p):
-                continue
-            name = p["metadata"]["name"]
+        for p, evs in zip(chosen.pods(), events, strict=True):
             conds = [
                 f"{c['type']}={c['status']}" + (f" ({c['reason']})" if c.get("reason") else "")
                 for c in p.get("status", {}).get("conditions") or []
             ]
-            events = kube.events(f"involvedObject.name={name}")
-            last = sorted(events, key=_event_time)[-1] if events else {}
+            last = sorted(evs, key=_event_time)[-1] if evs else {}
             rows.append(
                 {
-                    "pod": name,
+                    "pod": p["metadata"]["name"],
                     "status": pod_status(p),
                     "node": p["spec"].get("nodeName"),
                     "conditions": "; ".join(conds),
@@ -621,14 +677,18 @@ def check_pod_details(kube: Kube) -> Check:
                 }
             )
         status = Status.FAIL if rows else Status.OK
-        summary = f"{len(rows)} pod(s) not ready" if rows else "every pod ready"
+        summary = (
+            f"{len(not_ready):,} pod(s) not ready; " + chosen.covered("details", "not-ready pods")
+            if rows
+            else "every pod ready"
+        )
         return Check(
             "pod details",
             TARGET,
             status,
             summary,
             (Evidence.table("kubectl describe pod (not ready)", rows),),
-            facts={"not_ready": rows},
+            facts={"not_ready": rows, "not_ready_total": len(not_ready)},
         )
 
     return _guarded("pod details", body)
@@ -654,14 +714,21 @@ def check_log_matches(
 
     def body() -> Check:
         rows, matched = [], []
-        for p in kube.pods(f"{app_label}={app}"):
+        chosen = coverage.select(kube.pods(f"{app_label}={app}"))
+        limit = coverage.byte_share(len(chosen.chosen))
+        texts = coverage.each_bounded(
+            chosen.pods(),
+            lambda p: _read_log(
+                kube,
+                p["metadata"]["name"],
+                "no log",
+                tail_lines=tail,
+                since_seconds=since_s,
+                limit_bytes=limit,
+            ),
+        )
+        for p, text in zip(chosen.pods(), texts, strict=True):
             pod = p["metadata"]["name"]
-            try:
-                text = kube.log(pod, tail_lines=tail, since_seconds=since_s)
-            except Refused as e:
-                if e.auth_refused:  # 401/403: the check could not look, never "no log"
-                    raise
-                text = f"(no log: {e})"
             hits = [ln for ln in text.splitlines() if wanted.search(ln)]
             errors = [ln for ln in hits if ERROR_LINE.search(ln)]
             rows.append(
@@ -680,7 +747,7 @@ def check_log_matches(
             name,
             TARGET,
             Status.WARN if errors else Status.OK,
-            f"{len(lines)} matching line(s) from {len(rows)} pod(s), {errors} error(s)",
+            f"{len(lines)} matching line(s), {errors} error(s); {chosen.covered()}",
             (
                 Evidence.table(
                     f"kubectl logs -l {app_label}={app} --tail={tail} | grep -i '{pattern}'", rows
@@ -691,6 +758,7 @@ def check_log_matches(
                 "matching": len(lines),
                 "errors": errors,
                 "pods": len(rows),
+                "pods_total": chosen.total,
                 "last_lines": lines[-20:],
             },
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from irlib.io import write_json_atomic
+from irlib.lab.size import LabSize
 
 HOST = "127.0.0.1"
 NAMESPACE = "trading"
@@ -44,6 +45,10 @@ class LabConfig:
     host: str = HOST
     database: str = "trading"
     extra: dict[str, Any] = field(default_factory=dict)
+    # its size (irlib.lab.size.LabSize): the Kubernetes API builds the cluster at it
+    nodes: int = 3
+    api_replicas: int = 3
+    events: int = 0
 
     @property
     def path(self) -> Path:
@@ -61,6 +66,15 @@ class LabConfig:
         # the Kubernetes API speaks TLS with the lab's CA, as a cluster's does (kube/pki.py)
         scheme = "https" if part == "kubernetes" else "http"
         return f"{scheme}://{self.host}:{self.ports[part]}"
+
+    @property
+    def size(self) -> LabSize:
+        return LabSize(self.nodes, self.api_replicas, self.events)
+
+    @property
+    def progress_file(self) -> Path:
+        """One line: what the Kubernetes API builds while it starts (a big lab takes time)."""
+        return Path(self.state_dir) / "kube-progress.txt"
 
     @property
     def pods_dir(self) -> Path:

@@ -44,7 +44,7 @@ def inject(lab: Lab, name: str, timeout: float = 45.0) -> bool:
         return False
     fault.inject(lab)
     update_control(lab.config, partial(_remember, fault))
-    wait(f"fault {name} to show", lambda: fault.visible(lab), timeout)
+    wait(f"fault {name} to show", lambda: fault.visible(lab), timeout + _size_allowance(lab))
     return True
 
 
@@ -59,8 +59,14 @@ def clear(lab: Lab, name: str | None = None, timeout: float = 60.0) -> list[str]
         FAULTS[n].clear(lab)
         update_control(lab.config, partial(_forget, FAULTS[n]))
     if names:
-        wait("the lab to be healthy again", lambda: healthy(lab), timeout)
+        wait("the lab to be healthy again", lambda: healthy(lab), timeout + _size_allowance(lab))
     return names
+
+
+def _size_allowance(lab: Lab) -> float:
+    """Extra seconds to wait in a big lab: a rollout of 2,000 pods takes the controller more
+    passes than one of 3 (a second per 20 pods)."""
+    return lab.config.size.pods() / 20
 
 
 def healthy(lab: Lab) -> bool:

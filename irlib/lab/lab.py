@@ -22,11 +22,12 @@ from typing import Any
 import httpx
 
 from irlib.alerts.rules import render as render_rules
-from irlib.errors import LabError, LabNotRunning
+from irlib.errors import LabError, LabNotRunning, UsageError
 from irlib.lab import alertmanager, procs, seed, servers
 from irlib.lab.config import PARTS, LabConfig, read_control, write_control
 from irlib.lab.kube import controller_problems, wait_ready, write_kubeconfig
 from irlib.lab.kube.access import ssl_context
+from irlib.lab.size import LabSize
 from irlib.notebooks_dir import notebooks_dir
 from irlib.profile import (
     AlertSettings,
@@ -182,7 +183,7 @@ class Lab:
             self._config = LabConfig.load(self.state_dir)
         return self._config
 
-    def _configure(self) -> LabConfig:
+    def _configure(self, size: LabSize) -> LabConfig:
         """Load lab.json, or make one: fresh ports, kept from last time when still free."""
         old = LabConfig.load(self.state_dir) if (self.state_dir / "lab.json").exists() else None
         taken: set[int] = set()
@@ -198,7 +199,14 @@ class Lab:
             if old and Path(old.pg_data_dir).exists()
             else servers.pg_data_dir(self.state_dir)
         )
-        config = LabConfig(state_dir=str(self.state_dir), ports=ports, pg_data_dir=pg_dir)
+        config = LabConfig(
+            state_dir=str(self.state_dir),
+            ports=ports,
+            pg_data_dir=pg_dir,
+            nodes=size.nodes,
+            api_replicas=size.api_replicas,
+            events=size.events,
+        )
         for d in (config.logs_dir, config.run_dir, config.pods_dir):
             d.mkdir(parents=True, exist_ok=True)
         config.save()
@@ -249,24 +257,44 @@ class Lab:
     def running(self, part: str) -> bool:
         return procs.running_pid(self.pid_file(part)) is not None
 
+    def _start_timeout(self, part: Part) -> float:
+        """A big cluster takes the Kubernetes API longer to build (about 1 s per 100 pods
+        and per 5,000 events on this machine): its wait grows with the lab's size."""
+        if part.name != "kubernetes":
+            return part.start_timeout
+        size = self.config.size
+        return part.start_timeout + size.pods() / 25 + size.events / 1000
+
     def start_part(self, name: str) -> None:
         part = PARTS_BY_NAME[name]
         if self.running(name):
-            self.wait_answers(name, part.start_timeout)
+            self.wait_answers(name, self._start_timeout(part))
             return
         t0 = time.monotonic()
+        self.config.progress_file.unlink(missing_ok=True)
         part.start(self)
-        self.wait_answers(name, part.start_timeout)
+        self.wait_answers(name, self._start_timeout(part))
         self.log(f"{name:<12} ready in {time.monotonic() - t0:.1f} s")
 
     def wait_answers(self, name: str, timeout: float) -> None:
         part = PARTS_BY_NAME[name]
-        procs.wait_for(
-            name,
-            lambda: self._alive_and_answers(part),
-            timeout,
-            self.config.logs_dir / f"{name}.log",
-        )
+        shown = [""]
+
+        def answers() -> bool:
+            self._show_progress(shown)
+            return self._alive_and_answers(part)
+
+        procs.wait_for(name, answers, timeout, self.config.logs_dir / f"{name}.log")
+
+    def _show_progress(self, shown: list[str]) -> None:
+        """Log the Kubernetes API's start-up progress line when it changes."""
+        try:
+            line = self.config.progress_file.read_text().strip()
+        except OSError:
+            return
+        if line and line != shown[0]:
+            shown[0] = line
+            self.log(f"{'kubernetes':<12} {line}")
 
     def _alive_and_answers(self, part: Part) -> bool:
         if not self.running(part.name):
@@ -286,10 +314,19 @@ class Lab:
     def is_up(self) -> bool:
         return (self.state_dir / "lab.json").exists() and self.running("kubernetes")
 
-    def up(self) -> dict[str, str]:
-        """Start whatever is not running (a fault's stopped part stays stopped); the exports."""
+    def up(self, size: LabSize | None = None) -> dict[str, str]:
+        """Start whatever is not running (a fault's stopped part stays stopped); the exports.
+        `size` builds the cluster at that size (default: today's lab, or the running lab's);
+        a running lab of another size is refused (UsageError), as is a size that cannot fit."""
         t0 = time.monotonic()
+        if size is not None:
+            size.shape()  # refuse before anything starts
         if self.is_up():
+            if size is not None and size != self.config.size:
+                raise UsageError(
+                    f"the lab in {self.state_dir} is up with {self.config.size.describe()}; "
+                    "stop it (`irlib lab down`) to start one of another size"
+                )
             held = set(read_control(self.config).get("stopped_parts", []))
             for part in PART_LIST:
                 if part.name not in held:
@@ -297,13 +334,14 @@ class Lab:
             self.log(f"lab already up in {self.state_dir}")
             return self.exports()
         if (self.state_dir / "lab.json").exists():
+            size = size or self.config.size  # half a lab restarts whole, at its size
             self.down(quiet=True)  # half a lab (a crash, a reboot): restart it whole
-        config = self._configure()
+        config = self._configure(size or LabSize())
         write_control(config, {})
         self.tokens()
         # the Kubernetes API's CA, certificate and admin token, before any part needs them
         write_kubeconfig(config)
-        self.log(f"starting the drill lab in {self.state_dir}")
+        self.log(f"starting the drill lab in {self.state_dir}: {config.size.describe()}")
         # Redis and Prometheus start in the background while PostgreSQL starts and is seeded:
         # Prometheus spends its first seconds discovering targets anyway.
         servers.start_redis(config)

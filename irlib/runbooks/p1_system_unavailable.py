@@ -8,7 +8,7 @@ details), dependencies, external dependencies; then a verdict and an incident su
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -336,6 +336,13 @@ def _api_rows(checks: Mapping[str, Check], key: str, profile: Profile) -> list[d
     ]
 
 
+def _named(pods: Iterable[str], most: int = 5) -> str:
+    """The first pods by name, and how many more: a cause names what it saw."""
+    names = sorted(pods)
+    more = f" and {len(names) - most:,} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 @rule
 def _bad_deploy(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
     crashing = [
@@ -375,7 +382,8 @@ def _bad_deploy(checks: Mapping[str, Check], profile: Profile) -> Cause | None:
         0.9 + (0.05 if previous else 0.0),
         ("pods", "rollout history") + (("previous logs",) if previous else ()),
         f"revision {history['current_revision']} ({history['current_image']}, "
-        f"{history['current_age']} old): {len(crashing)} pod(s) crash-looping; previous "
+        f"{history['current_age']} old): {len(crashing)} pod(s) crash-looping "
+        f"({_named(r['pod'] for r in crashing)}); previous "
         f"image {history['previous_image']}{last_line}",
         mitigations=(f"rollback:{dep}",),
         advice=f"roll {dep} back, then find why {history['current_image']} fails to start",

@@ -6,6 +6,7 @@ the one place that says which real lab process makes which container ready.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +18,10 @@ from irlib.lab.kube.resources import resource
 from irlib.lab.kube.store import Store
 
 REGISTRY = "registry.example.com/trading"
-NODES = ("node-1", "node-2", "node-3")
 ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+# the machine shape of a node whose kubelet reports none (nodes.register), and of today's lab
 NODE_CPU, NODE_MEMORY, NODE_PODS = "4", "16Gi", "110"
+NODE_TYPE = "m5.xlarge"
 KUBELET_VERSION = "v1.32.4"
 DAY = 86400.0
 CLUSTER_AGE = 97 * DAY  # nodes and system namespaces
@@ -189,8 +191,20 @@ def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, An
     return meta
 
 
-def node(index: int, name: str) -> Obj:
-    ip = f"10.0.0.{11 + index}"
+def node_names(count: int) -> list[str]:
+    return [f"node-{i}" for i in range(1, count + 1)]
+
+
+def node(
+    index: int,
+    name: str,
+    shape: tuple[str, int, int] = (NODE_TYPE, int(NODE_CPU), 16),
+) -> Obj:
+    """Node `index` of the cluster, a machine of `shape` (instance type, CPUs, GiB)."""
+    ip = f"10.0.{index // 240}.{11 + index % 240}"
+    kind, cpus, gib = shape
+    cpu, memory = str(cpus), f"{gib}Gi"
+    zone = ZONES[index % len(ZONES)]
     return {
         "metadata": _meta(
             name,
@@ -200,9 +214,9 @@ def node(index: int, name: str) -> Obj:
                 "kubernetes.io/arch": "amd64",
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
-                "node.kubernetes.io/instance-type": "m5.xlarge",
+                "node.kubernetes.io/instance-type": kind,
                 "topology.kubernetes.io/region": "eu-west-1",
-                "topology.kubernetes.io/zone": ZONES[index],
+                "topology.kubernetes.io/zone": zone,
             },
             annotations={
                 "node.alpha.kubernetes.io/ttl": "0",
@@ -212,19 +226,19 @@ def node(index: int, name: str) -> Obj:
         "spec": {
             "podCIDR": f"10.244.{index + 1}.0/24",
             "podCIDRs": [f"10.244.{index + 1}.0/24"],
-            "providerID": f"aws:///{ZONES[index]}/i-0{index + 1}a4c9e7f3b2d18{index}",
+            "providerID": f"aws:///{zone}/i-0{index + 1}a4c9e7f3b2d18{index}",
         },
         "status": {
             "capacity": {
-                "cpu": NODE_CPU,
-                "memory": NODE_MEMORY,
+                "cpu": cpu,
+                "memory": memory,
                 "pods": NODE_PODS,
                 "ephemeral-storage": "104845292Ki",
                 "hugepages-2Mi": "0",
             },
             "allocatable": {
-                "cpu": NODE_CPU,
-                "memory": NODE_MEMORY,
+                "cpu": cpu,
+                "memory": memory,
                 "pods": NODE_PODS,
                 "ephemeral-storage": "96625420948",
                 "hugepages-2Mi": "0",
@@ -376,8 +390,10 @@ def populate(store: Store, config: LabConfig, now: float) -> None:
     for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
         put("namespaces", {"metadata": _meta(name)}, CLUSTER_AGE)
     put("namespaces", {"metadata": _meta(ns)}, PLATFORM_AGE)
-    for i, name in enumerate(NODES):
-        obj = put("nodes", node(i, name), CLUSTER_AGE)
+    size = config.size
+    shape = size.shape()
+    for i, name in enumerate(node_names(size.nodes)):
+        obj = put("nodes", node(i, name, shape), CLUSTER_AGE)
         lease = {
             "metadata": _meta(
                 name, "kube-node-lease", ownerReferences=[owner_ref(obj, controller=False)]
@@ -399,6 +415,8 @@ def populate(store: Store, config: LabConfig, now: float) -> None:
         CLUSTER_AGE,
     )
     for w in WORKLOADS:
+        if w.name == "api-service":
+            w = dataclasses.replace(w, replicas=size.api_replicas)
         key = "deployments.apps" if w.kind == "Deployment" else "statefulsets.apps"
         obj = put(key, workload(w, ns), PLATFORM_AGE)
         if w.name == "api-service":

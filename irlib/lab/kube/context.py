@@ -59,6 +59,10 @@ class Context:
     control: Control = field(default_factory=lambda: Control())
     probe_results: dict[str, tuple[bool, str]] = field(default_factory=dict)
     runs: dict[str, PodRun] = field(default_factory=dict)
+    # resource key -> (store version, controller uid -> objects): workloads.owned's index
+    owner_index: dict[str, tuple[int, dict[str, list[Obj]]]] = field(default_factory=dict)
+    # pod uid -> (resourceVersion, inputs) of the status the kubelet last wrote (kubelet.py)
+    status_inputs: dict[str, tuple[str, tuple[object, ...]]] = field(default_factory=dict)
     bootstrapping: bool = False
 
     def not_ready_nodes(self) -> set[str]:

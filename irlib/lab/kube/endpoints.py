@@ -5,6 +5,8 @@ discovery.k8s.io/v1 EndpointSlice (what `kubectl describe service|ingress` reads
 
 from __future__ import annotations
 
+import copy
+
 from irlib.lab.kube.context import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES, Context
 from irlib.lab.kube.meta import Obj, owner_ref, pod_ready, rfc3339
 from irlib.lab.kube.resources import Resource
@@ -68,14 +70,15 @@ def _address(pod: Obj, svc_name: str) -> Obj:
 def _write(
     ctx: Context, res: Resource, ns: str, name: str, obj: Obj, fields: tuple[str, ...]
 ) -> None:
-    old = ctx.store.get_copy(res, ns, name)
-    if old is None:
+    stored = ctx.store.get(res, ns, name)
+    if stored is None:
         ctx.store.create(res, obj)
         return
-    if all(old.get(f) == obj.get(f) for f in fields) and old["metadata"].get("labels") == obj[
+    if all(stored.get(f) == obj.get(f) for f in fields) and stored["metadata"].get("labels") == obj[
         "metadata"
     ].get("labels"):
-        return
+        return  # compared before copying: a 2,000-pod service's copy each pass is costly
+    old = copy.deepcopy(stored)
     old["metadata"]["labels"] = obj["metadata"].get("labels")
     annotations = old["metadata"].setdefault("annotations", {})
     annotations["endpoints.kubernetes.io/last-change-trigger-time"] = rfc3339(ctx.clock())

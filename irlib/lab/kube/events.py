@@ -46,11 +46,11 @@ class Recorder:
         key: Key = (meta["uid"], type_, reason, message, component, field_path or "")
         now = self.clock()
         seen = self._seen.get(key)
-        if seen is not None:
+        if seen is not None and self.store.get(EVENTS, seen[0], seen[1]) is not None:
+            if now - seen[2] < min_interval:
+                return  # before the copy: a rate-limited repeat costs nothing
             ev = self.store.get_copy(EVENTS, seen[0], seen[1])
             if ev is not None:
-                if now - seen[2] < min_interval:
-                    return
                 ev["count"] = ev.get("count", 1) + 1
                 ev["lastTimestamp"] = rfc3339(now)
                 self.store.update(EVENTS, ev)
@@ -90,10 +90,11 @@ class Recorder:
         self._seen[key] = (namespace, name, now)
 
     def expire(self) -> None:
-        horizon = self.clock() - TTL
+        horizon = rfc3339(self.clock() - TTL)  # once: 20,000 events are compared with it
         for ev in list(self.store.all(EVENTS)):
             last = ev.get("lastTimestamp") or ev["metadata"]["creationTimestamp"]
-            if last < rfc3339(horizon):
+            if last < horizon:
                 self.store.delete(EVENTS, ev["metadata"]["namespace"], ev["metadata"]["name"])
-        live = {(e["metadata"]["namespace"], e["metadata"]["name"]) for e in self.store.all(EVENTS)}
-        self._seen = {k: v for k, v in self._seen.items() if (v[0], v[1]) in live}
+        self._seen = {
+            k: v for k, v in self._seen.items() if self.store.get(EVENTS, v[0], v[1]) is not None
+        }

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from irlib.lab.kube import defaults, protobuf, rbac, resources, tables
 from irlib.lab.kube.meta import Obj
 from irlib.lab.kube.metrics import Metrics
+from irlib.lab.kube.paging import Page, Pager
 from irlib.lab.kube.patch import apply_patch
 from irlib.lab.kube.rbac import EscalationCheck
 from irlib.lab.kube.resources import Resource
@@ -36,6 +37,7 @@ class Rest:
         self.store = store
         self.metrics = metrics
         self.escalation = escalation  # RBAC objects: nobody grants what they do not hold
+        self.pager = Pager()
 
     def query(self, request: Request, namespace: str | None) -> Query:
         return Query(
@@ -55,11 +57,25 @@ class Rest:
 
     # -- reads ------------------------------------------------------------------------
 
-    def _render(self, request: Request, res: Resource, items: list[Obj], single: bool) -> Response:
+    def _render(
+        self,
+        request: Request,
+        res: Resource,
+        items: list[Obj],
+        single: bool,
+        page: Page | None = None,
+    ) -> Response:
         rv = str(self.store.rv)
+        list_meta: Obj = {"resourceVersion": rv}
+        if page is not None and page.continue_token:
+            list_meta["continue"] = page.continue_token
+            if page.remaining is not None:
+                list_meta["remainingItemCount"] = page.remaining
         if wants(request, "Table"):
             include = request.query_params.get("includeObject", "Metadata")
-            return json_response(tables.table(res.kind, items, include, rv))
+            table = tables.table(res.kind, items, include, rv)
+            table["metadata"] = list_meta
+            return json_response(table)
         if wants(request, "PartialObjectMetadataList") or wants(request, "PartialObjectMetadata"):
             partial = [
                 {
@@ -75,7 +91,7 @@ class Rest:
                 {
                     "kind": "PartialObjectMetadataList",
                     "apiVersion": "meta.k8s.io/v1",
-                    "metadata": {"resourceVersion": rv},
+                    "metadata": list_meta,
                     "items": partial,
                 }
             )
@@ -85,18 +101,30 @@ class Rest:
             {
                 "kind": res.list_kind,
                 "apiVersion": res.group_version,
-                "metadata": {"resourceVersion": rv},
+                "metadata": list_meta,
                 "items": items,
             }
         )
 
     def list_objects(self, request: Request, res: Resource, namespace: str | None) -> Response:
         self._need_namespace(res, namespace)
+        query = self.query(request, namespace)
+        params = request.query_params
         try:
-            items = self.store.list(res, self.query(request, namespace))
+            limit = int(params.get("limit") or 0)
+            if limit < 0:
+                raise ValueError(f"limit must be a positive number, not {limit}")
+            page = self.pager.page(
+                f"{res.key}|{namespace}|{query.label_selector}|{query.field_selector}",
+                self.store.rv,
+                lambda: self.store.list(res, query),
+                limit,
+                params.get("continue"),
+                filtered=bool(query.label_selector or query.field_selector),
+            )
         except ValueError as exc:
             raise bad_request(str(exc)) from None
-        return self._render(request, res, items, single=False)
+        return self._render(request, res, page.items, single=False, page=page)
 
     def get_object(
         self, request: Request, res: Resource, namespace: str | None, name: str

@@ -32,12 +32,22 @@ from irlib.lab.kube.selectors import selector_matcher
 
 
 def owned(ctx: Context, res: Any, owner: Obj) -> list[Obj]:
-    uid = owner["metadata"]["uid"]
+    """The objects of `res` whose controller is `owner`, from an index of controller uids
+    rebuilt only when the store changed (a scan per owner made each pass of a 2,000-pod lab
+    read every pod 34 times)."""
+    cached = ctx.owner_index.get(res.key)
+    if cached is None or cached[0] != ctx.store.rv:
+        index: dict[str, list[Obj]] = {}
+        for o in ctx.store.all(res):
+            ref = controller_of(o)
+            if ref is not None and ref.get("uid"):
+                index.setdefault(str(ref["uid"]), []).append(o)
+        cached = ctx.owner_index[res.key] = (ctx.store.rv, index)
     ns = owner["metadata"].get("namespace")
     return [
         o
-        for o in ctx.store.all(res, ns)
-        if (ref := controller_of(o)) is not None and ref.get("uid") == uid
+        for o in cached[1].get(owner["metadata"]["uid"], [])
+        if ns is None or o["metadata"].get("namespace") == ns
     ]
 
 
