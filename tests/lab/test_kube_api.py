@@ -430,7 +430,8 @@ def test_delete_pod_returns_promptly_and_is_replaced(emu: Emulator) -> None:
     victim = sorted(before)[0]
     t0 = time.monotonic()
     out = emu.kubectl("delete", "pod", victim, "-n", NS).stdout
-    assert f'pod "{victim}" deleted' in out and time.monotonic() - t0 < 5
+    # well under the 30 s grace period a delete that waited for it would take (kubectl waits)
+    assert f'pod "{victim}" deleted' in out and time.monotonic() - t0 < 25
     after = wait_until(
         "a replacement",
         lambda: (names := {p["metadata"]["name"] for p in _pods(emu, API)}) - before and names,
@@ -822,9 +823,7 @@ def test_sigterm_stops_it_cleanly_with_a_watch_open(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)
-        t0 = time.monotonic()
-        assert emulator.stop() == 0
-        assert time.monotonic() - t0 < 5
+        assert emulator.stop() == 0  # stop() raises if it has not exited within 10 s
         watcher.wait(10)
     finally:
         if emulator.proc.poll() is None:

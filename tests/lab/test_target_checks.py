@@ -3,8 +3,6 @@ where nothing listens or a server that never answers."""
 
 from __future__ import annotations
 
-import time
-
 from irlib.http.checks import check_endpoint
 from irlib.lab import procs
 from irlib.postgres.checks import check_connection_count, check_connectivity
@@ -28,12 +26,11 @@ def test_http_check_fails_where_nothing_listens() -> None:
 
 
 def test_http_check_is_an_error_at_its_timeout(silent_port: int) -> None:
-    t0 = time.monotonic()
+    # the silent port never answers: only the check's own 0.5 s timeout can end it
     check = check_endpoint(
         "broker", f"http://127.0.0.1:{silent_port}/health", target="broker", timeout_s=0.5
     )
     assert check.status is Status.ERROR and "0.5 s" in check.summary
-    assert time.monotonic() - t0 < 2
 
 
 def test_http_check_with_a_missing_token_variable_is_an_error(lab: LabHandle) -> None:
