@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import numpy as np
 
 from irlib.lab import surfaces
 from irlib.lab.heston import Surface, calibrate
+
+from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 IRLIB = [sys.executable, "-m", "irlib.cli"]
@@ -66,14 +67,6 @@ def in_process(runs: int) -> None:
         repeat(runs, lambda: calibrate(vols, surface)),
     )
 
-
-def exports(text: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in text.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[7:].partition("=")
-            env[k] = shlex.split(v)[0]
-    return env
 
 
 def in_lab(runs: int, state_dir: str, env: dict[str, str]) -> None:

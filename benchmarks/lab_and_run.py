@@ -9,7 +9,6 @@ Starts and stops its own lab in a temporary state dir; prints one line per figur
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import subprocess
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 import nbformat
+
+from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 IRLIB = [sys.executable, "-m", "irlib.cli"]
@@ -32,14 +33,6 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
         sys.exit(f"{shlex.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
     return elapsed, out.stdout
 
-
-def exports(text: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in text.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[7:].partition("=")
-            env[k] = shlex.split(v)[0]
-    return env
 
 
 def tree_rss_mib(pids: list[int]) -> float:

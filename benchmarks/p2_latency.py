@@ -14,7 +14,6 @@ where production would.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import statistics
@@ -30,8 +29,10 @@ sys.path.insert(0, str(ROOT))
 IRLIB = [sys.executable, "-m", "irlib.cli"]
 
 from irlib.lab.config import LabConfig  # noqa: E402
-from irlib.prom import _client as prom  # noqa: E402
+from irlib import prom  # noqa: E402
 from irlib.prom.checks import quantile_query  # noqa: E402
+
+from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 THRESHOLD_S = 5.0
 
@@ -44,14 +45,6 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
         sys.exit(f"{shlex.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
     return elapsed, out.stdout
 
-
-def exports(text: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in text.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[7:].partition("=")
-            env[k] = shlex.split(v)[0]
-    return env
 
 
 def p99(url: str, route: str | None = None, window: str = "10s") -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 IRLIB = [sys.executable, "-m", "irlib.cli"]
@@ -64,14 +65,6 @@ def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, st
         out.seek(0)
         return elapsed, usage.ru_maxrss / 1024, proc.returncode, out.read().decode()
 
-
-def exports(text: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in text.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[7:].partition("=")
-            env[k] = shlex.split(v)[0]
-    return env
 
 
 def one_size(name: str, runs: int, seed_runs: int) -> Figures:

@@ -42,6 +42,8 @@ IRLIB = [sys.executable, "-m", "irlib.cli"]
 
 from irlib.lab.lab import Lab  # noqa: E402
 
+from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
+
 CHAT: list[tuple[float, str]] = []  # (time.time() on arrival, text)
 
 
@@ -77,14 +79,6 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
         sys.exit(f"{shlex.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
     return time.perf_counter() - t0, out.stdout
 
-
-def exports(text: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in text.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[7:].partition("=")
-            env[k] = shlex.split(v)[0]
-    return env
 
 
 def free_port() -> int:
