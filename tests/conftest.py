@@ -41,8 +41,8 @@ LAB_GROUPS = {
         "tests/e2e/test_evidence_html.py", "tests/e2e/test_install.py",
         "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
         # last (tests/lab/ is collected after tests/e2e/): they inject no runbook fault
-        "tests/lab/test_lab_scale.py", "tests/lab/test_kube_api.py",
-        "tests/lab/test_kube_auth.py", "tests/lab/test_kube_incluster.py",
+        "tests/lab/test_lab_scale.py", "tests/lab/test_kube_auth.py",
+        "tests/lab/test_kube_incluster.py",
     ),
     "faults": (
         "tests/e2e/test_fault_pairs.py", "tests/lab/",
