@@ -25,11 +25,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
 
 from irlib.lab import surfaces
 from irlib.lab.heston import Surface, calibrate
-
-from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 IRLIB = [sys.executable, "-m", "irlib.cli"]
@@ -66,7 +65,6 @@ def in_process(runs: int) -> None:
         f"fit in process ({len(rows)} quotes, numpy/scipy)",
         repeat(runs, lambda: calibrate(vols, surface)),
     )
-
 
 
 def in_lab(runs: int, state_dir: str, env: dict[str, str]) -> None:

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import nbformat
-
-from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
+from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 IRLIB = [sys.executable, "-m", "irlib.cli"]
@@ -32,7 +31,6 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
     if out.returncode not in (0, 1):
         sys.exit(f"{shlex.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
     return elapsed, out.stdout
-
 
 
 def tree_rss_mib(pids: list[int]) -> float:

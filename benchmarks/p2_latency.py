@@ -24,15 +24,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 IRLIB = [sys.executable, "-m", "irlib.cli"]
 
-from irlib.lab.config import LabConfig  # noqa: E402
 from irlib import prom  # noqa: E402
+from irlib.lab.config import LabConfig  # noqa: E402
 from irlib.prom.checks import quantile_query  # noqa: E402
-
-from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 THRESHOLD_S = 5.0
 
@@ -44,7 +44,6 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
     if out.returncode not in (0, 1):
         sys.exit(f"{shlex.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
     return elapsed, out.stdout
-
 
 
 def p99(url: str, route: str | None = None, window: str = "10s") -> float:

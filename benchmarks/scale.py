@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
+from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 IRLIB = [sys.executable, "-m", "irlib.cli"]
@@ -64,7 +64,6 @@ def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, st
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         return elapsed, usage.ru_maxrss / 1024, proc.returncode, out.read().decode()
-
 
 
 def one_size(name: str, runs: int, seed_runs: int) -> Figures:

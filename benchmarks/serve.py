@@ -35,14 +35,13 @@ from typing import Any
 import httpx
 import nbformat
 import yaml
+from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 IRLIB = [sys.executable, "-m", "irlib.cli"]
 
 from irlib.lab.lab import Lab  # noqa: E402
-
-from lab_env import exports  # benchmarks/lab_env.py: run as a script, its folder is on sys.path
 
 CHAT: list[tuple[float, str]] = []  # (time.time() on arrival, text)
 
@@ -78,7 +77,6 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     if out.returncode not in (0, 1):
         sys.exit(f"{shlex.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
     return time.perf_counter() - t0, out.stdout
-
 
 
 def free_port() -> int:
