@@ -18,7 +18,7 @@ import yaml
 
 from irlib.archive import secret_env_names
 from irlib.drills import schedule
-from irlib.drills.schedule import DEFAULT_IMAGE, EVIDENCE_DIR, PROFILE_DIR, RUN_AS, SCRATCH_DIR
+from irlib.drills.schedule import DEFAULT_IMAGE, EVIDENCE_DIR, PROFILE_DIR, RUN_AS
 from irlib.k8s import checks as _checks  # noqa: F401  (importing them declares their reads)
 from irlib.k8s import mitigations as _mitigations  # noqa: F401  (and their writes)
 from irlib.k8s.permissions import READS, WRITES, Permission, declared, rules
@@ -152,7 +152,10 @@ def _serve_pod(profile: Profile, image: str | None, evidence: str) -> dict[str, 
         }
         for n in names
     ]
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+
+    def probe(**more: int) -> dict[str, Any]:  # fresh each: YAML writes a shared dict as an alias
+        return {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, **more}
+
     container = {
         "name": "serve",
         "image": image or s.image or DEFAULT_IMAGE,
@@ -170,20 +173,12 @@ def _serve_pod(profile: Profile, image: str | None, evidence: str) -> dict[str, 
         ],
         "ports": [{"name": "http", "containerPort": SERVE_PORT}],
         "env": env,  # never args: a secret in argv shows in `ps` and in the pod's spec
-        "readinessProbe": probe,
-        "livenessProbe": {**probe, "failureThreshold": 6},
-        "volumeMounts": [
-            {"name": "profile", "mountPath": PROFILE_DIR, "readOnly": True},
-            {"name": "evidence", "mountPath": EVIDENCE_DIR},
-            {"name": "scratch", "mountPath": SCRATCH_DIR},
-        ],
+        "readinessProbe": probe(),
+        "livenessProbe": probe(failureThreshold=6),
+        "volumeMounts": [dict(m) for m in schedule.MOUNTS],
         # runs at once (serve.workers), each a kernel of about 250 MB
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": schedule.container_security(),
     }
     return {
         "serviceAccountName": SERVE,

@@ -300,32 +300,29 @@ def _execute(
         from irlib.inprocess import KernelManager
 
         km = KernelManager()
+
+    def execute(**how: Any) -> None:
+        papermill.execute_notebook(
+            str(plan.notebook),
+            str(run_dir / NOTEBOOK),
+            parameters=plan.parameters,
+            kernel_name="python3",
+            execution_timeout=timeout_s,
+            progress_bar=False,
+            log_output=False,
+            **how,
+        )
+
     try:
         if kernel is not None:
             # a warm kernel was started in the notebooks' folder; no chdir in this process
             kernel.set_environment(env)
-            papermill.execute_notebook(
-                str(plan.notebook),
-                str(run_dir / NOTEBOOK),
-                parameters=plan.parameters,
-                kernel_name="python3",
-                execution_timeout=timeout_s,
-                progress_bar=False,
-                log_output=False,
-                km=kernel.km,
-            )
+            execute(km=kernel.km)
             return None
         with environment(env):
             capture.reset()  # a kernel in this process reads its tape from env afresh
-            papermill.execute_notebook(
-                str(plan.notebook),
-                str(run_dir / NOTEBOOK),
-                parameters=plan.parameters,
-                kernel_name="python3",
-                execution_timeout=timeout_s,
+            execute(
                 cwd=str(plan.notebook.parent),
-                progress_bar=False,
-                log_output=False,
                 # The kernel's own log (plain-TCP warning, socket errors while it is shut
                 # down after a timeout) is noise on the operator's terminal, not evidence.
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],

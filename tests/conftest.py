@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from irlib.lab.lab import Lab
-
-from .helpers import ROOT, LabHandle, irlib, outside, parse_exports, sh
+from .helpers import ROOT, LabHandle, outside, running_lab, sh
 
 # `make test` runs the suite in two processes (pytest-xdist, `-n 2 --dist loadgroup`), each
 # with its own lab: every test that needs a lab is in one of these two groups, balanced by
@@ -84,14 +82,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         for k, v in os.environ.items()
         if k not in ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN", "IRLIB_SERVE_TOKEN")
     }
-    up = irlib("lab", "up", "--state-dir", str(state_dir), env=env, timeout=180)
-    handle = LabHandle(Lab(state_dir), parse_exports(up.stdout), up)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"irlib lab up failed ({up.returncode}):\n{up.stderr}")
+    with running_lab(state_dir, env=env, up_s=180, down_s=120) as handle:
         yield handle
-    finally:
-        irlib("lab", "down", "--purge", "--state-dir", str(state_dir), timeout=120)
 
 
 # What a checkout holds beside its source: venvs, build leftovers, evidence, caches.

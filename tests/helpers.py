@@ -5,6 +5,7 @@ binary. Fixtures live in conftest.py; a test imports these from here, never from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -12,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +102,22 @@ class LabHandle:
 
     def irlib(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return irlib(*args, "--state-dir", self.state_dir, env=self.env, **kw)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def running_lab(
+    state_dir: Path, *size: str, env: dict[str, str], up_s: float, down_s: float
+) -> Iterator[LabHandle]:
+    """`irlib lab up` in `state_dir` (with `size`, e.g. `--nodes 40`), its handle, and
+    `irlib lab down --purge` after, even when the tests failed or `up` did."""
+    up = irlib("lab", "up", "--state-dir", str(state_dir), *size, env=env, timeout=up_s)
+    handle = LabHandle(Lab(state_dir), parse_exports(up.stdout), up)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"irlib lab up failed ({up.returncode}):\n{up.stderr}")
+        yield handle
+    finally:
+        irlib("lab", "down", "--purge", "--state-dir", str(state_dir), timeout=down_s)
 
 
 def run_runbook(

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from irlib.lab.lab import Lab
-from tests.helpers import LabHandle, irlib, parse_exports, run_runbook
+from tests.helpers import LabHandle, irlib, run_runbook, running_lab
 
 NS, API = "trading", "api-service"
 NODES, REPLICAS, EVENTS = 40, 2000, 20000
@@ -30,17 +29,9 @@ SLOW = ("-p", "timeout_s", "60")  # a bound for a failure, not a speed asserted
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     state_dir = tmp_path_factory.mktemp("big-lab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRLIB_")}
-    up = irlib(
-        "lab", "up", "--state-dir", str(state_dir), "--nodes", str(NODES),
-        "--api-replicas", str(REPLICAS), "--events", str(EVENTS), env=env, timeout=900,
-    )  # fmt: skip
-    handle = LabHandle(Lab(state_dir), parse_exports(up.stdout), up)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"irlib lab up failed ({up.returncode}):\n{up.stderr}")
+    size = ("--nodes", str(NODES), "--api-replicas", str(REPLICAS), "--events", str(EVENTS))
+    with running_lab(state_dir, *size, env=env, up_s=900, down_s=300) as handle:
         yield handle
-    finally:
-        irlib("lab", "down", "--purge", "--state-dir", str(state_dir), timeout=300)
 
 
 def raw(lab: LabHandle, path: str, check: bool = True) -> dict:
