@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from irlib.notebooks_dir import notebooks_dir
 from irlib.profile import profile_from_dict
 from irlib.serve.metrics import Metrics
-from irlib.serve.server import Server
 from irlib.serve.triage import Run, Triage
 from tests.helpers import wait_until
+from tests.unit.serve_server import TOKEN, firing_group, serving
 from tests.unit.test_profile import MINIMAL
-
-TOKEN = "test-token-not-a-secret"
 
 
 class QuickTriage(Triage):
@@ -48,25 +45,14 @@ def server(tmp_path: Path) -> Iterator[tuple[str, QuickTriage]]:
         profile, tmp_path / "p.yaml", tmp_path / "out", notebooks_dir(), "http://x"
     )
     triage.hold = threading.Event()
-    srv = Server(("127.0.0.1", 0), triage, TOKEN)
-    triage.start()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", triage
-    finally:
-        triage.hold.set()
-        srv.shutdown()
-        srv.server_close()
+    with serving(triage, triage.hold) as url:
+        yield url, triage
 
 
 def post(url: str, key: str) -> int:
-    now = datetime.now(UTC).isoformat()
-    alert = {"status": "firing", "labels": {"alertname": "ApiDown", "runbook": "p2_high_latency"},
-             "startsAt": now, "fingerprint": key}  # fmt: skip
-    body = {"version": "4", "groupKey": key, "status": "firing", "alerts": [alert]}
     headers = {"Authorization": f"Bearer {TOKEN}"}
     return httpx.post(
-        url + "/v1/alertmanager", content=json.dumps(body), headers=headers
+        url + "/v1/alertmanager", content=json.dumps(firing_group(key)), headers=headers
     ).status_code
 
 

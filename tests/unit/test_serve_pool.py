@@ -9,7 +9,6 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ import pytest
 
 from irlib.notebooks_dir import notebooks_dir
 from irlib.profile import profile_from_dict
-from irlib.serve.server import Server
 from irlib.serve.triage import Run, Triage
 from tests.helpers import wait_until
+from tests.unit.serve_server import TOKEN, firing_group, serving
 from tests.unit.test_profile import MINIMAL
 
-TOKEN = "test-token-not-a-secret"
 WORKERS, QUEUE = 2, 5
 
 
@@ -49,24 +47,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, HeldTriage]]:
     triage = HeldTriage(profile, tmp_path / "p.yaml", tmp_path / "out", notebooks_dir(), "http://x")
     triage.ran = []
     triage.release = threading.Event()
-    srv = Server(("127.0.0.1", 0), triage, TOKEN)
-    triage.start()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", triage
-    finally:
-        triage.release.set()
-        srv.shutdown()
-        srv.server_close()
-
-
-def group(key: str) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
-    alert = {"status": "firing", "labels": {"alertname": "ApiLatencyHigh",
-             "runbook": "p2_high_latency", "severity": "P2", "key": key},
-             "annotations": {"summary": "slow"}, "startsAt": now, "fingerprint": key}  # fmt: skip
-    return {"version": "4", "groupKey": key, "status": "firing", "alerts": [alert]}
+    with serving(triage, triage.release) as url:
+        yield url, triage
 
 
 CLIENT = httpx.Client(limits=httpx.Limits(max_connections=60))  # one TLS-free pool, reused
@@ -88,7 +70,7 @@ def test_fifty_groups_at_once_are_bounded_and_none_is_lost(
     keys = [f"group-{n:02d}" for n in range(50)]
     with ThreadPoolExecutor(max_workers=50) as pool:
         answers = dict(
-            zip(keys, pool.map(lambda k: post(url, group(k)).status_code, keys), strict=True)
+            zip(keys, pool.map(lambda k: post(url, firing_group(k)).status_code, keys), strict=True)
         )
     accepted = [k for k, code in answers.items() if code == 202]
     refused = [k for k, code in answers.items() if code == 503]
@@ -102,7 +84,7 @@ def test_fifty_groups_at_once_are_bounded_and_none_is_lost(
 
     def retried() -> bool:
         nonlocal pending
-        pending = [k for k in pending if post(url, group(k)).status_code == 503]
+        pending = [k for k in pending if post(url, firing_group(k)).status_code == 503]
         return not pending
 
     wait_until("every refused group to be taken on retry", retried, 60)
@@ -118,11 +100,11 @@ def test_the_same_group_twice_within_its_cooldown_runs_once(
     server: tuple[str, HeldTriage],
 ) -> None:
     url, triage = server
-    assert post(url, group("twice")).json()["action"] == "queued"
-    assert post(url, group("twice")).json()["action"] == "already-running"
+    assert post(url, firing_group("twice")).json()["action"] == "queued"
+    assert post(url, firing_group("twice")).json()["action"] == "already-running"
     triage.release.set()
     wait_until("the run to end", lambda: triage.run_list()[0]["state"] == "done", 60)
-    again = post(url, group("twice")).json()
+    again = post(url, firing_group("twice")).json()
     assert again["action"] == "cooldown"
     assert triage.ran == ["twice"]
     timeline = (triage.outputs / again["incident"] / "timeline.jsonl").read_text()
