@@ -18,6 +18,53 @@ TTL = 3600.0
 Key = tuple[str, str, str, str, str, str]
 
 
+def event_object(
+    obj: Obj,
+    type_: str,
+    reason: str,
+    message: str,
+    component: str,
+    *,
+    name: str,
+    first: float,
+    last: float,
+    count: int = 1,
+    host: str | None = None,
+    field_path: str | None = None,
+) -> Obj:
+    """A core/v1 Event about `obj`, seen `count` times from `first` to `last` (epoch s)."""
+    meta = obj["metadata"]
+    involved: Obj = {
+        "kind": obj["kind"],
+        "namespace": meta.get("namespace", ""),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "apiVersion": obj["apiVersion"],
+        "resourceVersion": meta.get("resourceVersion", ""),
+    }
+    if not meta.get("namespace"):
+        involved.pop("namespace")
+    if field_path:
+        involved["fieldPath"] = field_path
+    source: Obj = {"component": component}
+    if host:
+        source["host"] = host
+    return {
+        "metadata": {"name": name, "namespace": meta.get("namespace") or "default"},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message,
+        "source": source,
+        "firstTimestamp": rfc3339(first),
+        "lastTimestamp": rfc3339(last),
+        "count": count,
+        "type": type_,
+        "eventTime": None,
+        "reportingComponent": component,
+        "reportingInstance": host or "",
+    }
+
+
 class Recorder:
     def __init__(self, store: Store, clock: Callable[[], float]) -> None:
         self.store = store
@@ -56,36 +103,11 @@ class Recorder:
                 self.store.update(EVENTS, ev)
                 self._seen[key] = (seen[0], seen[1], now)
                 return
-        involved: Obj = {
-            "kind": obj["kind"],
-            "namespace": meta.get("namespace", ""),
-            "name": meta["name"],
-            "uid": meta["uid"],
-            "apiVersion": obj["apiVersion"],
-            "resourceVersion": meta.get("resourceVersion", ""),
-        }
-        if not meta.get("namespace"):
-            involved.pop("namespace")
-        if field_path:
-            involved["fieldPath"] = field_path
-        source: Obj = {"component": component}
-        if host:
-            source["host"] = host
         name = f"{meta['name']}.{int(now * 1e9):x}"
-        event = {
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "source": source,
-            "firstTimestamp": rfc3339(now),
-            "lastTimestamp": rfc3339(now),
-            "count": 1,
-            "type": type_,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": host or "",
-        }
+        event = event_object(
+            obj, type_, reason, message, component,
+            name=name, first=now, last=now, host=host, field_path=field_path,
+        )  # fmt: skip
         self.store.create(EVENTS, event, timestamp=now)
         self._seen[key] = (namespace, name, now)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from irlib.lab.kube import podlogs
 from irlib.lab.kube.context import DEPLOYMENTS, NODES, PODS, REPLICASETS, Context
-from irlib.lab.kube.events import EVENTS, TTL
-from irlib.lab.kube.meta import Obj, random_suffix, rfc3339
+from irlib.lab.kube.events import EVENTS, TTL, event_object
+from irlib.lab.kube.meta import Obj, random_suffix
 
 SPAN = (TTL - 300.0, 120.0)  # events from 55 min to 2 min ago
 QUIET = 900.0  # no Warning in the last 15 minutes
@@ -27,21 +27,6 @@ ROUTES = (
     ("POST", "/v1/orders", 201),
     ("GET", "/health", 200),
 )
-
-
-def _involved(obj: Obj, field_path: str | None = None) -> Obj:
-    meta = obj["metadata"]
-    ref: Obj = {
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "apiVersion": obj["apiVersion"],
-    }
-    if meta.get("namespace"):
-        ref["namespace"] = meta["namespace"]
-    if field_path:
-        ref["fieldPath"] = field_path
-    return ref
 
 
 class _Writer:
@@ -67,24 +52,11 @@ class _Writer:
         count = self.rng.choice((1, 1, 1, 2, 3)) if type_ == "Warning" else 1
         first = last - (count - 1) * self.rng.uniform(10, 60)
         self.seq += 1
-        involved = _involved(obj, field_path=field_path)
-        event: Obj = {
-            "metadata": {
-                "name": f"{involved['name']}.{int(last * 1e9) + self.seq:x}",
-                "namespace": obj["metadata"].get("namespace") or "default",
-            },
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "source": {"component": component, **({"host": host} if host else {})},
-            "firstTimestamp": rfc3339(first),
-            "lastTimestamp": rfc3339(last),
-            "count": count,
-            "type": type_,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": str(host or ""),
-        }
+        name = f"{obj['metadata']['name']}.{int(last * 1e9) + self.seq:x}"
+        event = event_object(
+            obj, type_, reason, message, component, name=name, first=first, last=last,
+            count=count, host=host, field_path=field_path,
+        )  # fmt: skip
         self.ctx.store.create(EVENTS, event, timestamp=first)
 
 
