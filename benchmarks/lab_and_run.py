@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
+from floor import papermill_floor
 from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,30 +75,7 @@ def main() -> None:
         print(f"lab memory (RSS, all processes):     {tree_rss_mib(pids):6.0f} MiB")
         env = exports(out)
 
-        empty = outputs / "empty.ipynb"
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
-        nb.cells = [nbformat.v4.new_code_cell("pass")]
-        nbformat.write(nb, empty)
-        floor = [
-            timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "papermill",
-                    "-k",
-                    "python3",
-                    "--no-progress-bar",
-                    str(empty),
-                    str(outputs / "empty.out.ipynb"),
-                ]
-            )[0]
-            for _ in range(args.runs)
-        ]
+        floor = [timed(papermill_floor(outputs, cells=1))[0] for _ in range(args.runs)]
         runs = [
             timed([*IRLIB, "run", "p1_system_unavailable", "--outputs", str(outputs)], env=env)[0]
             for _ in range(args.runs)

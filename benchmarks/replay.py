@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
+from floor import papermill_floor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_and_run import IRLIB, ROOT, exports, timed
@@ -61,10 +61,7 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, list[
 def floor_s(runs: int) -> float:
     """papermill running an empty ten-cell notebook: the kernel's start and nothing else."""
     with tempfile.TemporaryDirectory() as d:
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1") for _ in range(10)])
-        path = Path(d) / "empty.ipynb"
-        nbformat.write(nb, path)
-        cmd = [sys.executable, "-m", "papermill", "-k", "python3", str(path), str(path) + ".out"]
+        cmd = papermill_floor(Path(d))
         return statistics.median(timed(cmd)[0] for _ in range(runs))
 
 

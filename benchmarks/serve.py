@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nbformat
 import yaml
+from floor import papermill_floor
 from lab_env import exports  # benchmarks/lab_env.py; a script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,25 +281,7 @@ def main() -> None:
         servers += [warm, cold]
         script = work / "seed.sh"
         script.write_text("set -e\n" + seed_script(env) + "\n")
-        empty = work / "empty.ipynb"
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
-        nb.cells = [nbformat.v4.new_code_cell("pass") for _ in range(10)]
-        nbformat.write(nb, empty)
-        papermill = [
-            sys.executable,
-            "-m",
-            "papermill",
-            "-k",
-            "python3",
-            "--no-progress-bar",
-            str(empty),
-            str(work / "empty.out.ipynb"),
-        ]
+        papermill = papermill_floor(work)
         cold_run = [*IRLIB, "run", "p1_system_unavailable", "--outputs", str(work / "runs")]
         figures: dict[str, list[float]] = {}
 
