@@ -19,6 +19,7 @@ from irlib.lab.fault_kit import (
     kube,
 )
 from irlib.lab.lab import Lab
+from irlib.postgres.checks import IDLE_TX_S
 
 FAULTS: list[Fault] = []  # this runbook's faults, in the order `irlib lab faults` lists them
 
@@ -133,11 +134,13 @@ FAULTS.append(
 
 
 def _leaked(lab: Lab) -> int:
+    """The api's sessions left in a transaction long enough for the runbook to count them (a
+    faster machine would otherwise start the runbook while the leak is younger than that)."""
     rows = _sql(
         lab,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-        "AND state = 'idle in transaction'",
-        (API_DEPLOYMENT,),
+        "AND state = 'idle in transaction' AND now() - xact_start >= make_interval(secs => %s)",
+        (API_DEPLOYMENT, IDLE_TX_S),
     )
     return int(rows[0][0])
 

@@ -384,6 +384,11 @@ def check_top_statements(
     return guarded(name, TARGET, body, what="cannot read pg_stat_statements")
 
 
+# A healthy service's transaction is idle for milliseconds between its statements: one idle
+# this long in a transaction is a finding (check_active_queries)
+IDLE_TX_S = 2.0
+
+
 def _seconds(col: str) -> str:
     return f"round(extract(epoch FROM now() - {col})::numeric, 2)::float"
 
@@ -392,7 +397,7 @@ def check_active_queries(
     dsn: str,
     *,
     long_s: float = 5.0,
-    idle_tx_s: float = 2.0,
+    idle_tx_s: float = IDLE_TX_S,
     limit: int = 20,
     timeout_s: float = 5.0,
     password_env: str | None = None,
