@@ -3,10 +3,15 @@ check that each verdict's top cause is that fault, clear it; archive the coverag
 Talks to the lab (faults.py), the runner (a papermill run per fault and runbook) and its own
 folder OUTPUTS/drills/<date>/<time>-faults/. It must leave the lab as it found it: every fault
 it injects is cleared, even on Ctrl-C.
+
+Each run gets a kernel of its own (irlib.kernels), warmed while the lab injects or clears a
+fault, which is mostly waiting: a run then costs its checks' time, not a kernel's start and
+the runbooks' imports (about 3 s on a quiet machine, three times that beside a CPU hog).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from irlib import evidence, io, runner
+from irlib.archive import RunResult, make_run_dir
 from irlib.drills import FAULTS, MATRIX_JSON, MATRIX_MD, day_folder
 from irlib.errors import LabError, UsageError
+from irlib.kernels import KernelError, KernelPool
 from irlib.lab import faults as lab_faults
 from irlib.lab.faults import Fault
 from irlib.lab.lab import Lab
@@ -232,8 +239,6 @@ def run_fault_drill(
         )
     _wait_healthy(lab)
     started = io.utcnow()
-    from irlib.archive import make_run_dir
-
     drill_dir = make_run_dir(day_folder(outputs, started), started, FAULTS)
     names = list(dict.fromkeys(r for f in selected for r in covered[f]))
     matrix = Matrix(
@@ -242,14 +247,19 @@ def run_fault_drill(
     for name in uncovered:
         log(f"{name}: UNCOVERED: no runbook with a notebook claims it")
     t0 = time.monotonic()
+    kernels = None
     try:
-        # the runbooks' kernels inherit the lab's exports (kubeconfig, profile, tokens)
+        # the runbooks' kernels inherit the lab's exports (kubeconfig, profile, tokens); one is
+        # warmed ahead, and its replacement as soon as it is taken
         with runner.environment(lab.exports()):
+            kernels = KernelPool(notebooks_dir, os.environ, size=1, log=log)
+            kernels.start()
             for i, name in enumerate(selected, 1):
                 log(f"[{i}/{len(selected)}] {name}: injecting ...")
                 timing = _drill_one(
-                    lab, name, covered[name], matrix, notebooks_dir, timeout_s, log, observe
-                )
+                    lab, name, covered[name], matrix, notebooks_dir, timeout_s, log, observe,
+                    kernels,
+                )  # fmt: skip
                 matrix.timings.append(timing)
                 if timing.error and lab_faults.active_faults(lab):
                     matrix.broke = f"{name} could not be cleared: {timing.error}"
@@ -258,6 +268,8 @@ def run_fault_drill(
         matrix.broke = "interrupted by the operator (Ctrl-C)"
         lab_faults.clear(lab)
     finally:
+        if kernels is not None:
+            kernels.close()
         matrix.finished_at = io.utcnow()
         matrix.duration_s = time.monotonic() - t0
         _archive(matrix)
@@ -294,9 +306,8 @@ def _drill_one(
     timeout_s: float,
     log: Callable[[str], None],
     observe: Callable[[str], None] | None,
+    kernels: KernelPool,
 ) -> FaultTiming:
-    from irlib.runner import run_runbook
-
     t0, injected_at = time.monotonic(), io.utcnow()
     inject_s = clear_s = 0.0
     error = None
@@ -305,19 +316,7 @@ def _drill_one(
         inject_s = time.monotonic() - t0
         log(f"  {name}: showing after {inject_s:.1f} s")
         for runbook in runbooks:
-            result = run_runbook(
-                runbook,
-                profile=str(lab.state_dir / "profile.yaml"),
-                incident=f"drill-{name}",
-                params={},
-                confirm=[],
-                operator="fault-drill",
-                outputs=matrix.drill_dir,
-                notebooks_dir=notebooks_dir,
-                execution_timeout_s=timeout_s,
-                log=lambda msg: None,  # the drill says what matters, one line per run
-                parent=matrix.drill_dir / name,
-            )
+            result = _run(runbook, name, lab, matrix, notebooks_dir, timeout_s, kernels, log)
             cell = _cell(name, runbook, result, injected_at, matrix.drill_dir)
             matrix.cells.append(cell)
             log(f"  {name} x {runbook}: {_cell_text(cell, link=False)}")
@@ -339,7 +338,46 @@ def _drill_one(
     return FaultTiming(name, round(inject_s, 1), round(clear_s, 1), round(total, 1), error)
 
 
-def _cell(name: str, runbook: str, result: Any, injected_at: datetime, drill_dir: Path) -> Cell:
+def _run(
+    runbook: str,
+    fault: str,
+    lab: Lab,
+    matrix: Matrix,
+    notebooks_dir: Path,
+    timeout_s: float,
+    kernels: KernelPool,
+    log: Callable[[str], None],
+) -> RunResult:
+    """One run in a warm kernel; in a cold one (as `irlib run`'s) when none could be started:
+    a kernel that cannot be warmed costs the run its speed, not its evidence."""
+    kernel = None
+    try:
+        kernel = kernels.take()
+    except KernelError as e:
+        log(f"  no warm kernel ({e}): {runbook} runs in a cold one")
+    try:
+        return runner.run_runbook(
+            runbook,
+            profile=str(lab.state_dir / "profile.yaml"),
+            incident=f"drill-{fault}",
+            params={},
+            confirm=[],
+            operator="fault-drill",
+            outputs=matrix.drill_dir,
+            notebooks_dir=notebooks_dir,
+            execution_timeout_s=timeout_s,
+            log=lambda msg: None,  # the drill says what matters, one line per run
+            parent=matrix.drill_dir / fault,
+            kernel=kernel,
+        )
+    finally:
+        if kernel is not None:
+            kernels.done(kernel)  # used once: shut down
+
+
+def _cell(
+    name: str, runbook: str, result: RunResult, injected_at: datetime, drill_dir: Path
+) -> Cell:
     verdict = result.verdict or {}
     causes = verdict.get("causes") or []
     top = causes[0]["id"] if causes else None
