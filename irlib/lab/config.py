@@ -18,6 +18,8 @@ from irlib.io import write_json_atomic
 from irlib.lab.size import LabSize
 
 HOST = "127.0.0.1"
+# the broker's bearer token: the broker checks it, the execution-service and the runbooks send it
+BROKER_TOKEN_ENV = "IRLIB_BROKER_TOKEN"
 NAMESPACE = "trading"
 PARTS = (
     "postgres",
@@ -143,7 +145,7 @@ class Control(TypedDict, total=False):
     oom_killed: dict[str, str]  # deployment -> the memory limit its containers exceed
     not_ready_nodes: list[str]  # nodes whose kubelet stopped posting status
     pods_pending: dict[str, dict[str, str]]  # {"previous_requests"}: restored on clear
-    # faults_execution -> apps/broker.py (CONTROL_KEY), apps/execution.py
+    # faults_execution -> apps/broker.py, apps/execution.py
     broker: dict[str, Any]  # {"auth_revoked": bool, "reject_reason": str, "latency_s": float}
     position_mismatch: dict[str, Any]  # {"account", "deltas": {symbol: qty}}
     missing_reports: dict[str, list[int]]  # {"orders": [order ids]} whose reports never come

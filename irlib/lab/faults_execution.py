@@ -13,9 +13,8 @@ import httpx
 import psycopg
 
 from irlib.errors import LabError
-from irlib.lab.apps.broker import BROKER_TOKEN_ENV, CONTROL_KEY
-from irlib.lab.apps.execution import UPSERT_POSITION
-from irlib.lab.config import Control, Crash, read_control, update_control
+from irlib.lab.apps.positions import PLATFORM_BOOKS
+from irlib.lab.config import BROKER_TOKEN_ENV, Control, Crash, read_control, update_control
 from irlib.lab.fault_kit import (
     Fault,
     deployment_path,
@@ -57,13 +56,13 @@ CRASH_LOG = [
 def _broker_switch(key: str, value: Any) -> Callable[[Lab], None]:
     def switch(lab: Lab) -> None:
         def change(c: Control) -> None:
-            broker = c.setdefault(CONTROL_KEY, {})
+            broker = c.setdefault("broker", {})
             if value is None:
                 broker.pop(key, None)
             else:
                 broker[key] = value
             if not broker:
-                c.pop(CONTROL_KEY)
+                c.pop("broker")
 
         update_control(lab.config, change)
 
@@ -305,7 +304,7 @@ def _clear_missing_reports(lab: Lab) -> None:
                 " VALUES (%(id)s, %(fill_id)s, %(qty)s, %(price)s, now())",
                 row,
             )
-            conn.execute(UPSERT_POSITION, row)
+            conn.execute(PLATFORM_BOOKS, row)
     update_control(lab.config, lambda c: c.pop("missing_reports", None))
 
 

@@ -23,8 +23,8 @@ import httpx
 
 from irlib.alerts.rules import render as render_rules
 from irlib.errors import LabError, LabNotRunning, UsageError
-from irlib.lab import alertmanager, procs, seed, servers
-from irlib.lab.config import PARTS, LabConfig, read_control, write_control
+from irlib.lab import alertmanager, procs, servers
+from irlib.lab.config import BROKER_TOKEN_ENV, PARTS, LabConfig, read_control, write_control
 from irlib.lab.kube import controller_problems, wait_ready, write_kubeconfig
 from irlib.lab.kube.access import ssl_context
 from irlib.lab.size import LabSize
@@ -40,7 +40,7 @@ from irlib.profile import (
     dump_profile,
 )
 
-TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", "IRLIB_BROKER_TOKEN", alertmanager.SERVE_TOKEN_ENV)
+TOKEN_ENVS = ("IRLIB_ADMIN_TOKEN", BROKER_TOKEN_ENV, alertmanager.SERVE_TOKEN_ENV)
 
 
 def default_state_dir() -> Path:
@@ -348,6 +348,10 @@ class Lab:
         self.start_prometheus()
         self.start_part("postgres")
         t1 = time.monotonic()
+        # imported here: its option surfaces need numpy and scipy, a third of a second that
+        # every other `irlib lab` command would pay
+        from irlib.lab import seed
+
         seed.create_schema_and_seed(config.postgres_dsn)
         self.log(f"{'seed':<12} ready in {time.monotonic() - t1:.1f} s")
         for part in PART_LIST[1:]:
@@ -417,7 +421,7 @@ class Lab:
                 url=c.url("broker"),
                 health_path="/health",
                 status_path="/v1/status",
-                token_env="IRLIB_BROKER_TOKEN",
+                token_env=BROKER_TOKEN_ENV,
             ),
             market_data=HttpTarget(
                 url=c.url("market_data"), health_path="/status", status_path="/status"

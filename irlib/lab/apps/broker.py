@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -32,20 +32,14 @@ from irlib.lab.apps._common import (
     serve,
     unauthorized,
     unavailable_handler,
-    upsert_position_sql,
 )
-from irlib.lab.config import LabConfig, read_control
+from irlib.lab.apps.positions import BROKER_BOOKS
+from irlib.lab.config import BROKER_TOKEN_ENV, LabConfig, read_control
 
-BROKER_TOKEN_ENV = "IRLIB_BROKER_TOKEN"
 ORDER_COLUMNS = "order_id, account_id, client_order_id, symbol, side, qty, limit_price, status, \
 reject_reason, created_at, updated_at"
-# control.json keys (faults_execution.py): {"broker": {"auth_revoked": bool,
-# "reject_reason": str, "latency_s": float}}
-CONTROL_KEY: Final = "broker"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-UPSERT_POSITION = upsert_position_sql("broker.positions", "account_id")
 
 
 class Faults:
@@ -63,7 +57,7 @@ class Faults:
             mtime = 0.0
         if mtime != self._mtime:
             self._mtime = mtime
-            self.now = dict(read_control(self.config).get(CONTROL_KEY) or {})
+            self.now = dict(read_control(self.config).get("broker") or {})
         return self.now
 
 
@@ -224,7 +218,7 @@ async def _place_order(request: Request) -> Response:
                 " VALUES (%(fill_id)s, %(order_id)s, %(qty)s, %(price)s)",
                 order,
             )
-            await cur.execute(UPSERT_POSITION, order)
+            await cur.execute(BROKER_BOOKS, order)
             await cur.execute(
                 "UPDATE broker.accounts SET cash = cash - %(signed_qty)s * %(price)s"
                 " WHERE account_id = %(account)s",

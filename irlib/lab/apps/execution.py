@@ -34,12 +34,11 @@ from irlib.lab.apps._common import (
     serve,
     short_reason,
     stop_task,
-    upsert_position_sql,
 )
-from irlib.lab.apps.broker import BROKER_TOKEN_ENV
 from irlib.lab.apps.ingress import PodLogs
 from irlib.lab.apps.platform_metrics import ExecutionMetrics, serve_metrics
-from irlib.lab.config import LabConfig
+from irlib.lab.apps.positions import PLATFORM_BOOKS
+from irlib.lab.config import BROKER_TOKEN_ENV, LabConfig
 from irlib.lab.kube.access import async_admin_client
 from irlib.lab.seed import ACCOUNTS, SYMBOLS
 
@@ -60,7 +59,6 @@ NEW_ORDERS = """
     JOIN strategies s ON s.id = o.strategy_id
     WHERE o.state = 'new' AND NOT s.paused ORDER BY o.id LIMIT %s
 """
-UPSERT_POSITION = upsert_position_sql("positions", "account")
 
 
 def ready_pods(pod_list: dict[str, Any]) -> list[str]:
@@ -232,7 +230,7 @@ class Engine:
                     " executed_at) VALUES (%(id)s, %(fill_id)s, %(qty)s, %(price)s, now())",
                     row,
                 )
-                await cur.execute(UPSERT_POSITION, row)
+                await cur.execute(PLATFORM_BOOKS, row)
 
         await self.db.run(book)
 
