@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from irlib.archive import (
     make_run_dir,
     mark_completed,
     secret_env_names,
+    warm_html,
 )
 from irlib.errors import ProfileError, UsageError
 from irlib.guard import parse_mitigation_id
@@ -319,6 +321,8 @@ def _execute(
             kernel.set_environment(env)
             execute(km=kernel.km)
             return None
+        if km is None:  # the kernel is a process of its own: render's warm-up runs beside it
+            threading.Thread(target=warm_html, name="warm-html", daemon=True).start()
         with environment(env):
             capture.reset()  # a kernel in this process reads its tape from env afresh
             execute(
