@@ -33,6 +33,9 @@ $(VENV)/.installed: pyproject.toml setup.py
 # The browser test (tests/e2e/test_jupyterlab.py) starts JupyterLab from its own venv and drives it
 # with Debian's chromium through Playwright (pip, in .venv; no browser download).
 test: setup $(LAB_VENV)/.installed
+	@# irlib is installed editable, so pip compiled none of it; where PYTHONDONTWRITEBYTECODE is
+	@# set (as on this image) each of the suite's processes would compile it again
+	$(PY) -m compileall -q irlib tests
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 demo: setup
