@@ -43,11 +43,10 @@ def bad_deploy(lab: LabHandle) -> Iterator[None]:
     try:
         yield
     finally:
+        # The alert resolves once its rate window has passed, about 30 s on: the one test that
+        # needs no alert active, test_serve's `served`, waits for that itself (and for the
+        # alerts of the faults injected in between), so this test does not wait twice.
         lab.irlib("lab", "clear", check=True)
-        # leave no firing alert behind for the next test: its rate window must pass
-        wait_until(
-            "ApiErrorRateHigh to resolve", lambda: _firing(lab, "ApiErrorRateHigh") is None, 120
-        )
 
 
 def test_the_labs_prometheus_loads_every_rule_healthy(lab: LabHandle) -> None:
