@@ -24,7 +24,7 @@ from irlib import evidence, io, runner
 from irlib.archive import RunResult, make_run_dir
 from irlib.drills import FAULTS, MATRIX_JSON, MATRIX_MD, day_folder
 from irlib.errors import LabError, UsageError
-from irlib.kernels import KernelError, KernelPool
+from irlib.kernels import KernelPool
 from irlib.lab import faults as lab_faults
 from irlib.lab.faults import Fault
 from irlib.lab.lab import Lab
@@ -353,8 +353,8 @@ def _run(
     kernel = None
     try:
         kernel = kernels.take()
-    except KernelError as e:
-        log(f"  no warm kernel ({e}): {runbook} runs in a cold one")
+    except Exception as e:  # KernelError, or whatever stopped jupyter_client starting one
+        log(f"  no warm kernel ({type(e).__name__}: {e}): {runbook} runs in a cold one")
     try:
         return runner.run_runbook(
             runbook,
