@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ class WarmKernel:
     wait for output blocked its event loop, and a kernel that died hung the run forever
     instead of raising DeadKernelError. Each call here runs on this thread's own loop."""
 
-    km: Any  # jupyter_client.AsyncKernelManager
+    km: Any  # irlib.kernel_ready.ReadyKernelManager, a jupyter_client.AsyncKernelManager
     started_at: float = field(default_factory=time.monotonic)
     warm_s: float = 0.0  # how long its start and warm-up took
 
@@ -100,6 +101,23 @@ def _ignore(msg: Any) -> None:
     pass
 
 
+# Finding the python3 kernel's spec imports ipykernel and IPython (jupyter_client checks whether
+# it is the native kernel). Two threads importing IPython at once can fail on a partially
+# initialised module, so the first kernel's spec is resolved with this lock held, and before any
+# thread of this module starts one (start_in_background, KernelPool.start).
+_SPEC_LOCK = threading.Lock()
+
+
+def _manager(kernel_name: str) -> Any:
+    """A kernel manager whose kernel spec is resolved (and its imports done) under the lock."""
+    from irlib.kernel_ready import ReadyKernelManager
+
+    km = ReadyKernelManager(kernel_name=kernel_name)
+    with _SPEC_LOCK:
+        km.kernel_spec  # noqa: B018  a property: resolves and keeps the spec
+    return km
+
+
 def start_kernel(
     cwd: Path,
     env: Mapping[str, str],
@@ -107,20 +125,55 @@ def start_kernel(
     kernel_name: str = "python3",
 ) -> WarmKernel:
     """One kernel, started in `cwd` with exactly `env`, its `modules` imported."""
-    from jupyter_client import AsyncKernelManager
+    return _launch(_manager(kernel_name), cwd, env, modules)
 
+
+def _launch(km: Any, cwd: Path, env: Mapping[str, str], modules: Sequence[str]) -> WarmKernel:
+    """The kernel of `km` started and warmed; KernelError, with nothing left running, if not."""
     t0 = time.monotonic()
-    km = AsyncKernelManager(kernel_name=kernel_name)
-    run_sync(km.start_kernel)(extra_arguments=list(KERNEL_ARGS), cwd=str(cwd), env=dict(env))
     kernel = WarmKernel(km)
     try:
+        run_sync(km.start_kernel)(extra_arguments=list(KERNEL_ARGS), cwd=str(cwd), env=dict(env))
         imports = ", ".join(f"__import__('importlib').import_module({m!r})" for m in modules)
         kernel.run_silent(f"({imports},) and None" if modules else "None")
-    except Exception:
+    except Exception as e:  # no kernelspec, a kernel that exits at once, a failed import
         kernel.shutdown()
-        raise
+        if isinstance(e, KernelError):
+            raise
+        raise KernelError(f"{type(e).__name__}: {e}") from e
     kernel.warm_s = time.monotonic() - t0
     return kernel
+
+
+def start_in_background(
+    cwd: Path, env: Mapping[str, str], modules: Sequence[str] = ()
+) -> Future[WarmKernel]:
+    """start_kernel(cwd, env, modules) in a thread of its own, from now: a cold run's kernel
+    starts while its process goes on with its own work. Its result is the kernel, or what
+    stopped it starting; stop_when_started() shuts it down either way."""
+    km = _manager("python3")  # in this thread: what the thread would import is imported
+    started: Future[WarmKernel] = Future()
+
+    def start() -> None:
+        try:
+            started.set_result(_launch(km, cwd, env, modules))
+        except BaseException as e:  # the waiting caller raises it
+            started.set_exception(e)
+
+    threading.Thread(target=start, name="kernel-start", daemon=True).start()
+    return started
+
+
+def stop_when_started(started: Future[WarmKernel]) -> None:
+    """Shut down the kernel of start_in_background(), now if it has started, else as soon as
+    it has (a run interrupted while its kernel starts leaves none behind). Not a daemon
+    thread: the process exits once the kernel is down, and does its own work meanwhile."""
+
+    def stop(done: Future[WarmKernel]) -> None:
+        if done.exception() is None:
+            threading.Thread(target=done.result().shutdown, name="kernel-shutdown").start()
+
+    started.add_done_callback(stop)
 
 
 class KernelPool:
@@ -149,6 +202,7 @@ class KernelPool:
         self.discarded = 0  # found dead before use
 
     def start(self) -> None:
+        _manager("python3")  # its imports done in this thread, before the starting threads'
         self._refill()
 
     def ready(self) -> int:
@@ -224,4 +278,11 @@ class KernelPool:
             kernel.shutdown()
 
 
-__all__ = ["KernelError", "KernelPool", "WarmKernel", "start_kernel"]
+__all__ = [
+    "KernelError",
+    "KernelPool",
+    "WarmKernel",
+    "start_in_background",
+    "start_kernel",
+    "stop_when_started",
+]

@@ -283,18 +283,31 @@ def _execute(
 ) -> str | None:
     """Run the notebook; None when it completed, else why it crashed (its notebook marked).
     `tape`: irlib.capture's mode for the kernel (record into run_dir, or replay). `kernel`:
-    a warm kernel to run it in, given the same settings a cold one inherits. `in_process`: in
-    a kernel inside this process (irlib.inprocess), for a replay: no kernel to start, nothing
-    to import twice, and the notebook saved once at the end."""
-    import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
+    a warm kernel to run it in, given the same settings a cold one inherits. Without one, a
+    kernel of this run's own, started first thing so that its start overlaps this process's
+    imports and the HTML's warm-up, and shut down after. `in_process`: in a kernel inside
+    this process (irlib.inprocess), for a replay: no kernel to start, nothing to import
+    twice, and the notebook saved once at the end."""
     env = {
         evidence.RUN_DIR_ENV: str(run_dir),
         evidence.REDACT_ENVS_ENV: ",".join(plan.secret_envs),
         capture.ENV: tape,
     }
+    starting = None
+    if kernel is None and not in_process:
+        from irlib import kernels
+
+        starting = kernels.start_in_background(plan.notebook.parent, {**os.environ, **env})
+
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if starting is not None:  # (after papermill's imports: nbconvert shares some of them)
+        threading.Thread(target=warm_html, name="warm-html", daemon=True).start()
+
+    from irlib.kernels import KernelError
+
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
     km = None
@@ -316,23 +329,16 @@ def _execute(
         )
 
     try:
+        if starting is not None:
+            kernel = starting.result()  # its start's own error, or a KernelError on time out
         if kernel is not None:
-            # a warm kernel was started in the notebooks' folder; no chdir in this process
+            # started in the notebooks' folder; no chdir in this process
             kernel.set_environment(env)
             execute(km=kernel.km)
             return None
-        if km is None:  # the kernel is a process of its own: render's warm-up runs beside it
-            threading.Thread(target=warm_html, name="warm-html", daemon=True).start()
         with environment(env):
             capture.reset()  # a kernel in this process reads its tape from env afresh
-            execute(
-                cwd=str(plan.notebook.parent),
-                # The kernel's own log (plain-TCP warning, socket errors while it is shut
-                # down after a timeout) is noise on the operator's terminal, not evidence.
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                km=km,
-                request_save_on_cell_execute=km is None,
-            )
+            execute(cwd=str(plan.notebook.parent), km=km, request_save_on_cell_execute=False)
         return None
     except PapermillExecutionError as e:
         reason = f"cell In[{e.exec_count}] raised {e.ename}: {e.evalue}"
@@ -341,6 +347,8 @@ def _execute(
         reason = f"timed out: a cell ran longer than {timeout_s:g} s (--timeout)"
     except DeadKernelError as e:
         reason = f"the kernel died ({e}) while a cell was running"
+    except KernelError as e:
+        reason = f"the kernel did not start: {e}"
     except KeyboardInterrupt:
         reason = "interrupted by the operator (Ctrl-C)"
     except Exception as e:  # a kernel that cannot start, a notebook papermill cannot write
@@ -348,6 +356,8 @@ def _execute(
     finally:
         if km is not None:  # nbclient leaves a kernel it was given running
             km.shutdown_kernel()
+        if starting is not None:
+            kernels.stop_when_started(starting)
     _mark_crashed(run_dir / NOTEBOOK, plan.notebook, reason, papermill_marked_all_completed)
     return reason
 

@@ -1,14 +1,18 @@
 """Warm kernels (irlib.kernels) with real kernels and the runner's toy notebooks: a run in a
 warm kernel leaves the evidence a cold `irlib run` leaves (files, cells and their counts,
 outputs, results, manifest, redaction), from a clean namespace; each kernel serves one run
-and is shut down; a dead one is never handed out; two runs go on at once in two threads."""
+and is shut down; a dead one is never handed out; two runs go on at once in two threads. A
+client is ready with IOPub connected; a cold run's own kernel is stopped whatever happens, and
+one that cannot start is a crashed run that says so."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +23,15 @@ import pytest
 import yaml
 
 from irlib.archive import RunResult
-from irlib.kernels import WARM_MODULES, KernelPool, WarmKernel
+from irlib.kernel_ready import ReadyClient
+from irlib.kernels import (
+    WARM_MODULES,
+    KernelPool,
+    WarmKernel,
+    start_in_background,
+    start_kernel,
+    stop_when_started,
+)
 from irlib.runner import run_runbook
 from tests.e2e.test_runner import ARCHIVE, TOYS, _assert_manifest_verifies
 from tests.helpers import wait_until
@@ -210,3 +222,76 @@ def test_a_kernel_that_dies_mid_run_is_a_crashed_run(toys: Path, pool: KernelPoo
     assert (result.status, result.exit_code) == ("crashed", 3)
     assert "the kernel died" in str(result.reason)
     assert {p.name for p in result.run_dir.iterdir()} == ARCHIVE
+
+
+# --- a kernel's readiness, and a cold run's own kernel -------------------------------------------
+
+
+def test_a_ready_client_hears_the_output_of_its_first_request(toys: Path) -> None:
+    """irlib.kernel_ready drops jupyter_client's 0.2 s drain of IOPub, not its proof that IOPub
+    is connected: each new client's very first request has its output heard, none lost."""
+    kernel = start_kernel(toys, dict(os.environ), modules=())
+    try:
+        for i in range(5):
+            heard = asyncio.run(_first_output(kernel, f"print('ready {i}')"))
+            assert heard == [f"ready {i}\n"]
+    finally:
+        kernel.shutdown()
+
+
+async def _first_output(kernel: WarmKernel, code: str) -> list[str]:
+    client = kernel.km.client()
+    assert isinstance(client, ReadyClient)
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=30)
+        heard: list[str] = []
+        await client.execute_interactive(
+            code,
+            timeout=30,
+            output_hook=lambda msg: (
+                heard.append(msg["content"].get("text", ""))
+                if msg["msg_type"] == "stream"
+                else None
+            ),
+        )
+        return heard
+    finally:
+        client.stop_channels()
+
+
+def test_a_kernel_started_in_the_background_is_stopped_even_if_never_used(toys: Path) -> None:
+    """A cold run whose operator pressed Ctrl-C while its kernel started leaves no kernel."""
+    starting = start_in_background(toys, dict(os.environ))
+    pids: list[int] = []
+    starting.add_done_callback(lambda done: pids.append(done.result().km.provisioner.pid))
+    stop_when_started(starting)  # before it has started: the stop waits for the start
+    starting.result(timeout=120)
+    (pid,) = pids
+    wait_until("the kernel stopped", lambda: not _exists(pid), 30)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_kernel_that_cannot_start_is_a_crashed_run_with_its_reason(
+    toys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A python3 kernelspec first on JUPYTER_PATH whose kernel exits at once: the cold run
+    says its kernel did not start, and keeps the notebook it could not run."""
+    spec = toys.parent / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", "raise SystemExit(1)"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(spec.parent.parent))
+    result = _run(toys, "no-kernel")
+    assert (result.status, result.exit_code) == ("crashed", 3)
+    assert str(result.reason).startswith("the kernel did not start: ")
+    assert {p.name for p in result.run_dir.iterdir()} == ARCHIVE
+    nb = json.loads((result.run_dir / "notebook.ipynb").read_text())
+    assert nb["metadata"]["irlib"]["run"]["status"] == "crashed"
