@@ -33,6 +33,10 @@ WARM_MODULES = (
     "irlib.postgres._client",
     "irlib.redis._client",
     "pandas",
+    # what those import only when first used: a run would import them in its own time
+    "redis",  # by irlib.redis._client, at the first command (a replay sends none)
+    "httpcore",  # by httpx, at the first client
+    "pandas.io.formats.style",  # jinja2, by the first table (irlib.tables' Styler)
 )
 KERNEL_ARGS = ("--IPKernelApp.log_level=CRITICAL",)  # as irlib.runner's cold kernel
 

@@ -163,6 +163,21 @@ def _kubeconfig(tmp_path: Path, port: int) -> str:
     return str(path)
 
 
+def test_every_client_verifies_tls_with_one_shared_context(lab: LabHandle) -> None:
+    """The lab's Kubernetes API speaks TLS with the lab's own CA, which the system's bundle
+    does not hold: refused by two clients, which share one context (built once per process)."""
+    url = lab.lab.config.url("kubernetes") + "/version"
+    clients = [transport.Http(url, timeout_s=5), transport.Http(url, timeout_s=5)]
+    try:
+        for client in clients:
+            with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
+                client.get()
+    finally:
+        for client in clients:
+            client.close()
+    assert transport._tls() is transport._tls()
+
+
 def test_kubernetes_errors_are_target_errors(
     lab: LabHandle, tmp_path: Path, silent_port: int
 ) -> None:
