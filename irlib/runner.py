@@ -306,6 +306,7 @@ def _execute(
     if starting is not None:  # (after papermill's imports: nbconvert shares some of them)
         threading.Thread(target=warm_html, name="warm-html", daemon=True).start()
 
+    from irlib import papermill_engine
     from irlib.kernels import KernelError
 
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
@@ -322,6 +323,7 @@ def _execute(
             str(run_dir / NOTEBOOK),
             parameters=plan.parameters,
             kernel_name="python3",
+            engine_name=papermill_engine.NAME,  # saves the running notebook once a second
             execution_timeout=timeout_s,
             progress_bar=False,
             log_output=False,
