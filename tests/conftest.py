@@ -38,6 +38,7 @@ LAB_GROUPS = {
         "tests/e2e/test_incident_in_the_lab.py", "tests/e2e/test_interactive.py",
         "tests/e2e/test_evidence_html.py", "tests/e2e/test_install.py",
         "tests/e2e/test_replay.py",  # no lab: the kept runs, replayed offline
+        "tests/e2e/test_warm_kernels.py",  # no lab: the toy notebooks
         # last (tests/lab/ is collected after tests/e2e/): they inject no runbook fault
         "tests/lab/test_lab_scale.py", "tests/lab/test_kube_auth.py",
         "tests/lab/test_kube_incluster.py",
@@ -45,7 +46,6 @@ LAB_GROUPS = {
     "faults": (
         "tests/e2e/test_fault_pairs.py", "tests/lab/",
         "tests/e2e/test_alerts.py", "tests/e2e/test_serve.py", "tests/e2e/test_serve_page.py",
-        "tests/e2e/test_warm_kernels.py",
     ),
 }  # fmt: skip
 
