@@ -131,13 +131,20 @@ class Recorder:
             record["error"] = {"type": "raw", "class": _qualname(e), "message": str(e)}
             self._write(record, t0)
             raise
-        record["answer"] = encode(answer)
+        record["answer"] = answer  # encoded as it is written
         self._write(record, t0)
         return answer
 
     def _write(self, record: dict[str, Any], t0: float) -> None:
         record["elapsed_s"] = round(time.monotonic() - t0, 4)
-        text = json.dumps(record, ensure_ascii=False, default=str)
+        try:
+            # Most answers (Kubernetes, HTTP, Prometheus) are JSON already: C's encoder takes
+            # them as they are, where encode()'s walk took 0.25 s of 20,000 events' 0.7 s.
+            text = json.dumps(record, ensure_ascii=False)
+        except TypeError:  # a driver's values (a row's times and decimals, Redis bytes)
+            if "answer" in record:
+                record["answer"] = encode(record["answer"])
+            text = json.dumps(record, ensure_ascii=False, default=str)
         if len(text) > ANSWER_CHARS:  # kept as a marker: a replay cannot use it
             record.pop("answer", None)
             record["cut"] = len(text)

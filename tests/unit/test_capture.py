@@ -48,6 +48,20 @@ def test_driver_values_survive_the_round_trip() -> None:
     assert capture.decode(json.loads(json.dumps(capture.encode(row)))) == row
 
 
+def test_answers_recorded_plain_or_with_driver_values_replay_as_they_were(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain JSON (Kubernetes, HTTP) is written as it is; an answer with a driver's values
+    (a row's time and decimal, Redis bytes) through encode(), so that it replays typed."""
+    plain = {"items": [{"metadata": {"name": "api-1"}, "n": 1.5, "ok": True}], "more": None}
+    row = [(dt.datetime(2026, 1, 15, 9, 15, tzinfo=dt.UTC), decimal.Decimal("1.25"), b"x")]
+    assert capture.call("kubernetes", {"path": "/api"}, lambda: plain) == plain
+    assert capture.call("postgres", {"sql": "q"}, lambda: row) == row
+    replay(record, monkeypatch)
+    assert capture.call("kubernetes", {"path": "/api"}, never) == plain
+    assert capture.call("postgres", {"sql": "q"}, never) == [list(row[0])]  # a row as a list
+
+
 def test_a_replay_answers_each_call_in_order_and_never_runs_it(
     record: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
