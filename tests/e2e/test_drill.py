@@ -226,6 +226,13 @@ def test_health_drill_on_a_healthy_lab_exits_0_and_changes_nothing(
     assert set(results["verdict"]["runbooks"]) == set(SCENARIOS)
     assert {c["runbook"] for c in results["checks"]} == set(SCENARIOS)
     assert results["mitigations"] == []
+    # one connection for all runbooks: the namespace's pods listed once, not once per runbook
+    lists = [
+        r["call"]["query"]
+        for r in map(json.loads, (run_dir / "captures.jsonl").read_text().splitlines())
+        if r["target"] == "kubernetes" and r["call"]["path"] == "/api/v1/namespaces/trading/pods"
+    ]
+    assert len([q for q in lists if set(q) == {"limit"}]) == 1, lists
 
 
 def test_health_drill_with_redis_down_exits_1_names_redis_and_changes_nothing(
