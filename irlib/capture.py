@@ -43,6 +43,21 @@ _ERRORS: dict[str, type[TargetError]] = {
 }
 
 
+class JsonText:
+    """An answer read as JSON text and parsed (a Kubernetes list): `call()` returns `value`,
+    and a recording keeps `text` as it came instead of encoding `value` again (at 20,000
+    events, 16 MB: 0.3 s of a run)."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, value: Any, text: str) -> None:
+        self.value, self.text = value, text
+
+
+def _value(answer: Any) -> Any:
+    return answer.value if isinstance(answer, JsonText) else answer
+
+
 class NoCapture(Unreachable):
     """A replay asked for a call the run never made: the check cannot answer (ERROR)."""
 
@@ -133,18 +148,20 @@ class Recorder:
             raise
         record["answer"] = answer  # encoded as it is written
         self._write(record, t0)
-        return answer
+        return _value(answer)  # type: ignore[no-any-return]
 
     def _write(self, record: dict[str, Any], t0: float) -> None:
         record["elapsed_s"] = round(time.monotonic() - t0, 4)
-        try:
-            # Most answers (Kubernetes, HTTP, Prometheus) are JSON already: C's encoder takes
-            # them as they are, where encode()'s walk took 0.25 s of 20,000 events' 0.7 s.
-            text = json.dumps(record, ensure_ascii=False)
-        except TypeError:  # a driver's values (a row's times and decimals, Redis bytes)
-            if "answer" in record:
-                record["answer"] = encode(record["answer"])
-            text = json.dumps(record, ensure_ascii=False, default=str)
+        answer = record.get("answer")
+        if isinstance(answer, JsonText):
+            # valid JSON holds a line break only between tokens (json.loads refuses one in a
+            # string): as a space, the text stays the same JSON on one line
+            kept = answer.text.replace("\r", " ").replace("\n", " ").strip()
+            record.pop("answer")
+            head = json.dumps(record, ensure_ascii=False)
+            text = head[:-1] + ', "answer": ' + kept + "}"
+        else:
+            text = self._dumps(record)
         if len(text) > ANSWER_CHARS:  # kept as a marker: a replay cannot use it
             record.pop("answer", None)
             record["cut"] = len(text)
@@ -153,6 +170,17 @@ class Recorder:
             self._seq += 1
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(text[:1] + f'"seq": {self._seq}, ' + text[1:] + "\n")
+
+    @staticmethod
+    def _dumps(record: dict[str, Any]) -> str:
+        try:
+            # Most answers (Kubernetes, HTTP, Prometheus) are JSON already: C's encoder takes
+            # them as they are, where encode()'s walk took 0.25 s of 20,000 events' 0.7 s.
+            return json.dumps(record, ensure_ascii=False)
+        except TypeError:  # a driver's values (a row's times and decimals, Redis bytes)
+            if "answer" in record:
+                record["answer"] = encode(record["answer"])
+            return json.dumps(record, ensure_ascii=False, default=str)
 
 
 class Player:
@@ -298,7 +326,7 @@ def call(target: str, call_: Mapping[str, Any], read: Callable[[], T]) -> T:
     plainly, recorded, or answered from the captures without running it."""
     tape = _current()
     if tape is None:
-        return read()
+        return _value(read())  # type: ignore[no-any-return]
     return tape.call(target, call_, read)
 
 

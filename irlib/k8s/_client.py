@@ -212,7 +212,8 @@ class Kube:
         body: Any,
         content_type: str | None,
     ) -> Any:
-        """The request itself (what a replay never makes)."""
+        """The request itself (what a replay never makes); a JSON answer comes as a
+        capture.JsonText, which capture.call() unwraps."""
         if self.api is None:
             raise Unreachable(f"no Kubernetes connection: {self.no_config or 'a replay'}")
         headers = {"Accept": "application/json, */*"}
@@ -246,7 +247,7 @@ class Kube:
             raise Refused(f"API answered {response.status}: {response.reason}", response.status)
         if "json" not in (response.getheader("content-type") or ""):
             return text
-        return json.loads(text)
+        return capture.JsonText(json.loads(text), text)  # a recording keeps the text as it came
 
     def _ns(self, resource: str, name: str = "", group: str = "") -> str:
         """The path of a namespaced resource (or one object of it) in the core or a named group."""

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg.errors
 import pytest
@@ -60,6 +61,21 @@ def test_answers_recorded_plain_or_with_driver_values_replay_as_they_were(
     replay(record, monkeypatch)
     assert capture.call("kubernetes", {"path": "/api"}, never) == plain
     assert capture.call("postgres", {"sql": "q"}, never) == [list(row[0])]  # a row as a list
+
+
+def test_an_answer_read_as_json_text_is_kept_as_that_text_and_replays_as_its_value(
+    record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = '{"kind": "PodList",\n "items": [{"name": "api-1", "note": "a\\nb"}]}\n'
+    value = json.loads(text)
+    assert (
+        capture.call("kubernetes", {"path": "/p"}, lambda: capture.JsonText(value, text)) == value
+    )
+    (line,) = record.read_text().splitlines()  # one line, the text's own spelling kept
+    assert '"answer": {"kind": "PodList",  "items": [{"name": "api-1", "note": "a\\nb"}]}' in line
+    assert json.loads(line)["answer"] == value
+    replay(record, monkeypatch)
+    assert capture.call("kubernetes", {"path": "/p"}, never) == value
 
 
 def test_a_replay_answers_each_call_in_order_and_never_runs_it(
@@ -127,11 +143,16 @@ def test_a_replay_keeps_the_captures_clock_and_skips_waits(
     capture.sleep(3600)  # returns at once, or this test would not end
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [lambda: "x" * 500, lambda: capture.JsonText(["x" * 500], json.dumps(["x" * 500]))],
+    ids=["value", "json-text"],
+)
 def test_an_answer_too_large_to_keep_is_marked_and_never_replayed_as_empty(
-    record: Path, monkeypatch: pytest.MonkeyPatch
+    record: Path, monkeypatch: pytest.MonkeyPatch, answer: Any
 ) -> None:
     monkeypatch.setattr(capture, "ANSWER_CHARS", 100)
-    capture.call("t", {"c": 1}, lambda: "x" * 500)
+    capture.call("t", {"c": 1}, answer)
     kept = json.loads(record.read_text())
     assert "answer" not in kept and kept["cut"] > 100
     replay(record, monkeypatch)
