@@ -38,7 +38,9 @@ WARM_MODULES = (
     "httpcore",  # by httpx, at the first client
     "pandas.io.formats.style",  # jinja2, by the first table (irlib.tables' Styler)
 )
-KERNEL_ARGS = ("--IPKernelApp.log_level=CRITICAL",)  # as irlib.runner's cold kernel
+# The kernel's own log (a plain-TCP warning, socket errors while it is shut down after a
+# timeout) is noise on the operator's terminal, not evidence.
+KERNEL_ARGS = ("--IPKernelApp.log_level=CRITICAL",)
 
 
 class KernelError(RuntimeError):

@@ -293,10 +293,10 @@ def _execute(
         evidence.REDACT_ENVS_ENV: ",".join(plan.secret_envs),
         capture.ENV: tape,
     }
+    from irlib import kernels  # light: it imports jupyter_client only to start a kernel
+
     starting = None
     if kernel is None and not in_process:
-        from irlib import kernels
-
         starting = kernels.start_in_background(plan.notebook.parent, {**os.environ, **env})
 
     import papermill
@@ -307,7 +307,6 @@ def _execute(
         threading.Thread(target=warm_html, name="warm-html", daemon=True).start()
 
     from irlib import papermill_engine
-    from irlib.kernels import KernelError
 
     timeout_s = max(1, math.ceil(timeout))  # nbclient counts whole seconds
     papermill_marked_all_completed = True
@@ -332,7 +331,7 @@ def _execute(
 
     try:
         if starting is not None:
-            kernel = starting.result()  # its start's own error, or a KernelError on time out
+            kernel = starting.result()  # or KernelError: it did not start
         if kernel is not None:
             # started in the notebooks' folder; no chdir in this process
             kernel.set_environment(env)
@@ -349,11 +348,11 @@ def _execute(
         reason = f"timed out: a cell ran longer than {timeout_s:g} s (--timeout)"
     except DeadKernelError as e:
         reason = f"the kernel died ({e}) while a cell was running"
-    except KernelError as e:
+    except kernels.KernelError as e:
         reason = f"the kernel did not start: {e}"
     except KeyboardInterrupt:
         reason = "interrupted by the operator (Ctrl-C)"
-    except Exception as e:  # a kernel that cannot start, a notebook papermill cannot write
+    except Exception as e:  # a notebook papermill cannot read or write, say
         reason = f"papermill failed: {type(e).__name__}: {e}"
     finally:
         if km is not None:  # nbclient leaves a kernel it was given running
