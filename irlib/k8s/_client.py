@@ -34,6 +34,7 @@ from kubernetes.config.incluster_config import InClusterConfigLoader
 from irlib import capture
 from irlib.errors import Refused, TimedOut, Unreachable
 from irlib.k8s.permissions import Permission
+from irlib.k8s.selectors import label_matcher
 
 PAGE = 500  # items per list request: kubectl's --chunk-size
 LIST_FRESH_S = 30.0  # a list read this recently is shared (a run's steps see one snapshot)
@@ -269,16 +270,37 @@ class Kube:
             kept = self._lists.get(key)
             if kept is not None and time.monotonic() - kept[0] < LIST_FRESH_S:
                 return kept[1]
+            whole = self._whole_list(path, wanted)
+            if whole is not None and time.monotonic() - whole[0] < LIST_FRESH_S:
+                return whole[1]  # the fresh unfiltered list, selected here: one snapshot
             try:
                 items = self._pages(path, wanted)
             except capture.NoCapture:
                 # a replay whose timing did not share a list where the run did: the run's
                 # answer to the same list is the one it used
-                if kept is None:
+                if kept is None and whole is None:
                     raise
-                return kept[1]
+                return kept[1] if kept is not None else whole[1]  # type: ignore[index]
             self._lists[key] = (time.monotonic(), items)
             return items
+
+    def _whole_list(
+        self, path: str, wanted: dict[str, str]
+    ) -> tuple[float, list[dict[str, Any]]] | None:
+        """For a list by label selector only: the same path's kept unfiltered list (its time)
+        with the selector applied here, as an informer's cache answers; None when there is
+        none, or the selector is malformed (the server's 400 then says why). The check that
+        wants the app's 2,000 pods after another read the namespace's then decodes no second
+        copy of them."""
+        whole = self._lists.get(json.dumps([path, {}]))
+        if set(wanted) != {"labelSelector"} or whole is None:
+            return None
+        try:
+            match = label_matcher(wanted["labelSelector"])
+        except ValueError:
+            return None
+        items = [o for o in whole[1] if match((o.get("metadata") or {}).get("labels") or {})]
+        return whole[0], items
 
     def _pages(self, path: str, wanted: dict[str, str]) -> list[dict[str, Any]]:
         """The pages of one list; a list that expired between two pages (410 Gone) is

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from irlib.k8s._client import Kube
 from tests.helpers import LabHandle, irlib, run_runbook, running_lab
 
 NS, API = "trading", "api-service"
@@ -67,6 +68,16 @@ def test_the_api_pages_and_selects_as_an_apiserver_at_2000_pods(big: LabHandle) 
     warnings = raw(big, f"/api/v1/namespaces/{NS}/events?fieldSelector=type%3DWarning")["items"]
     assert 0 < len(warnings) < EVENTS / 5  # mostly Normal
 
+    # the client selects from a list it holds as the server does: the same pods, no request
+    kube = Kube(kubeconfig=big.exports["KUBECONFIG"], context=None, namespace=NS)
+    everything = kube.pods()
+    mine = kube.pods(f"app={API}")
+    assert {id(p) for p in mine} <= {id(p) for p in everything}  # from the list held
+    fresh = Kube(kubeconfig=big.exports["KUBECONFIG"], context=None, namespace=NS)
+    by_server = fresh.pods(f"app={API}")
+    assert [p["metadata"]["name"] for p in mine] == [p["metadata"]["name"] for p in by_server]
+    assert len(mine) == REPLICAS
+
     name = selected["items"][0]["metadata"]["name"]
     log = big.kubectl("logs", "-n", NS, name, "--tail=5").stdout.splitlines()
     assert len(log) == 5 and all(" GET " in ln or " POST " in ln for ln in log)
@@ -77,7 +88,7 @@ def test_the_api_pages_and_selects_as_an_apiserver_at_2000_pods(big: LabHandle) 
 def test_p1_is_healthy_with_no_error_and_says_what_it_covered(
     big: LabHandle, tmp_path: Path
 ) -> None:
-    code, _, results = run_runbook(big, "p1_system_unavailable", tmp_path, *SLOW, timeout=900)
+    code, run_dir, results = run_runbook(big, "p1_system_unavailable", tmp_path, *SLOW, timeout=900)
     checks = {c["check"]: c for c in results["checks"]}
     assert not [c for c in checks.values() if c["status"] == "error"], checks
     assert code == 0, results["verdict"]
@@ -87,6 +98,14 @@ def test_p1_is_healthy_with_no_error_and_says_what_it_covered(
     )
     shown = checks["pods"]["evidence"][0]
     assert len(shown["rows"]) == 100 and "first 100 of 2,007" in shown["title"]
+    # the 2,007 pods are read once: the logs' api-service pods are selected from that list
+    assert run_dir is not None
+    lists = [
+        r["call"]["query"]
+        for r in map(json.loads, (run_dir / "captures.jsonl").read_text().splitlines())
+        if r["target"] == "kubernetes" and r["call"]["path"] == f"/api/v1/namespaces/{NS}/pods"
+    ]
+    assert [q for q in lists if "continue" not in q] == [{"limit": "500"}], lists
 
 
 def test_the_health_drill_passes(big: LabHandle, tmp_path: Path) -> None:

@@ -1,13 +1,18 @@
 """`limit`/`continue` paging of the lab's Kubernetes API (kube/paging.py): pages of one
 snapshot, the remaining count of an unfiltered list, 410 Expired for a token whose list is
-gone, 400 for a token that is not one. End to end with kubectl in tests/lab/test_lab_size.py."""
+gone, 400 for a token that is not one; a page's body made of texts kept per object version.
+End to end with kubectl in tests/lab/test_lab_size.py."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from irlib.lab.kube.paging import KEEP_S, Pager
-from irlib.lab.kube.store import StoreError
+from irlib.lab.kube.resources import resource
+from irlib.lab.kube.store import Store, StoreError
+from irlib.lab.kube.wire import Encoded
 
 
 def objs(n: int, ns: str = "trading") -> list[dict]:
@@ -72,3 +77,21 @@ def test_a_token_that_is_not_one_is_400() -> None:
     with pytest.raises(StoreError) as err:
         Pager(Clock()).page("pods", 1, lambda: objs(3), 2, "not-a-token", filtered=False)
     assert err.value.code == 400
+
+
+def test_a_list_body_joins_each_objects_text_kept_per_resource_version() -> None:
+    store, pods, encoded = Store(), resource("pods"), Encoded(keep=2)
+    for i in range(3):
+        store.create(pods, {"metadata": {"namespace": "trading", "name": f"p{i}"}, "spec": {}})
+    items = store.list(pods)
+    body = json.loads(encoded.list_response({"kind": "PodList", "metadata": {}}, items).body)
+    assert body == {"kind": "PodList", "metadata": {}, "items": items}
+    first = encoded.text(items[-1])
+    assert encoded.text(items[-1]) is first  # kept: encoded once
+    changed = store.get_copy(pods, "trading", "p2")
+    assert changed is not None
+    changed["spec"]["nodeName"] = "node-1"
+    stored = store.update(pods, changed)  # a write stores a new object, with a new version
+    assert json.loads(encoded.text(stored))["spec"] == {"nodeName": "node-1"}
+    assert json.loads(encoded.text(store.get(pods, "trading", "p0")))["metadata"]["name"] == "p0"
+    assert len(encoded._texts) == 2  # at most `keep` texts are kept

@@ -24,7 +24,7 @@ from irlib.lab.kube.rbac import EscalationCheck
 from irlib.lab.kube.resources import Resource
 from irlib.lab.kube.selectors import selector_string
 from irlib.lab.kube.store import Query, Store, StoreError
-from irlib.lab.kube.wire import bad_request, json_response, status_response, wants
+from irlib.lab.kube.wire import Encoded, bad_request, json_response, status_response, wants
 
 NAMESPACES = resources.resource("namespaces")
 NODES = resources.resource("nodes")
@@ -38,6 +38,7 @@ class Rest:
         self.metrics = metrics
         self.escalation = escalation  # RBAC objects: nobody grants what they do not hold
         self.pager = Pager()
+        self.encoded = Encoded()
 
     def query(self, request: Request, namespace: str | None) -> Query:
         return Query(
@@ -96,14 +97,10 @@ class Rest:
                 }
             )
         if single:
-            return json_response(items[0])
-        return json_response(
-            {
-                "kind": res.list_kind,
-                "apiVersion": res.group_version,
-                "metadata": list_meta,
-                "items": items,
-            }
+            return self.encoded.response(items[0])
+        return self.encoded.list_response(
+            {"kind": res.list_kind, "apiVersion": res.group_version, "metadata": list_meta},
+            items,
         )
 
     def list_objects(self, request: Request, res: Resource, namespace: str | None) -> Response:
