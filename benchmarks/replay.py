@@ -4,16 +4,20 @@
 
 Starts its own lab in a temporary state dir, puts it under each runbook's fault from the fault
 drill (bad-deploy, broker-rejects, slow-query, stale-calibration), runs `irlib run` RUNS times,
-clears the fault and replays each of those runs (`irlib replay`, no connection). Prints, per
-runbook, the medians of: the live run; its replay until the verdict is printed and until the
-evidence folder is complete (the HTML is rendered after the verdict); the ratios; and the CPU
-time of each (user + system, the kernel process included), which a busy machine disturbs
-less than the wall clock. Then the floor of any run: papermill on an empty notebook.
+clears the fault and replays each of those runs (`irlib replay`, no connection), one command
+each, then all of them in one `irlib replay` command. Prints, per runbook, the medians of: the
+live run; a replay alone until the verdict is printed and until the evidence folder is
+complete (the HTML is rendered after the verdict); a replay in one process with others (the
+time from one replay's folder to the next's, as the post-mortem and the regression suite
+replay); the ratios; and the CPU time of the live run and of a replay alone (user + system,
+the kernel process included), which a busy machine disturbs less than the wall clock. Then
+the floor of any run: papermill on an empty notebook.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import statistics
 import subprocess
@@ -58,6 +62,20 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, list[
     return verdict_at or end, end, children_cpu_s() - cpu, lines
 
 
+def batch(folders: list[Path], env: dict[str, str]) -> list[float]:
+    """`irlib replay` of all `folders` in one process: the seconds from each replay's folder
+    printed to the next one's (what each replay after the first costs there)."""
+    proc = subprocess.Popen(
+        [*IRLIB, "replay", *map(str, folders)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    done_at = [time.perf_counter() for line in proc.stdout if line.rstrip().endswith("-replay")]
+    proc.wait()
+    assert len(done_at) == len(folders), f"{len(done_at)} of {len(folders)} replays finished"
+    return [b - a for a, b in itertools.pairwise(done_at)]
+
+
 def floor_s(runs: int) -> float:
     """papermill running an empty ten-cell notebook: the kernel's start and nothing else."""
     with tempfile.TemporaryDirectory() as d:
@@ -75,8 +93,9 @@ def main() -> None:
     env = exports(out)
     lab = ["--state-dir", str(state)]
     print(
-        f"{'runbook':24} {'fault':17} {'live s':>7} {'replay s':>9} {'ratio':>6} "
-        f"{'verdict s':>9} {'ratio':>6} {'live cpu':>8} {'replay cpu':>10} {'captures':>9}"
+        f"{'runbook':24} {'fault':17} {'live s':>7} {'alone s':>8} {'ratio':>6} "
+        f"{'verdict s':>9} {'ratio':>6} {'batched s':>9} {'ratio':>6} "
+        f"{'live cpu':>8} {'alone cpu':>9} {'captures':>9}"
     )
     try:
         for runbook, fault in CASES.items():
@@ -95,15 +114,17 @@ def main() -> None:
             # replayed once the fault is cleared: a replay needs no lab, and the fault's own
             # load (slow-query's scans) would only slow the machine it runs on
             replays = [run([*IRLIB, "replay", str(d)], env) for d in run_dirs]
+            each = statistics.median(batch(run_dirs, env))
+            alone_cpu = statistics.median(r[2] for r in replays)
             differ = sum(1 for r in replays if VERDICT[0] not in r[3])
             sizes = [(d / "captures.jsonl").stat().st_size for d in run_dirs]
             a = statistics.median(live)
             to_verdict = statistics.median(r[0] for r in replays)
             done = statistics.median(r[1] for r in replays)
             print(
-                f"{runbook:24} {fault:17} {a:7.2f} {done:9.2f} {a / done:5.1f}x "
-                f"{to_verdict:9.2f} {a / to_verdict:5.1f}x {statistics.median(live_cpu):8.2f} "
-                f"{statistics.median(r[2] for r in replays):10.2f} "
+                f"{runbook:24} {fault:17} {a:7.2f} {done:8.2f} {a / done:5.1f}x "
+                f"{to_verdict:9.2f} {a / to_verdict:5.1f}x {each:9.2f} {a / each:5.1f}x "
+                f"{statistics.median(live_cpu):8.2f} {alone_cpu:9.2f} "
                 f"{statistics.median(sizes) / 1024:6.0f} KB"
                 + (f"  ({differ} replay(s) with another verdict)" if differ else ""),
                 flush=True,

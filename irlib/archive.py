@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import platform
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,13 +155,30 @@ def mark_completed(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+_HTML_LOCK = threading.Lock()  # one render at a time through the one exporter
+_html_exporter: Any = None
+
+
+def _render(nb: Any, resources: dict[str, Any] | None = None) -> str:
+    """`nb` as HTML by this process's one HTMLExporter, made on first use and kept: a new
+    exporter compiles nbconvert's templates again, which was a fifth of a replay's time in a
+    process replaying many runs (and is what nbconvert's own command does for many files)."""
+    global _html_exporter
+    with _HTML_LOCK:
+        if _html_exporter is None:
+            from nbconvert import HTMLExporter
+
+            _html_exporter = HTMLExporter()
+        body, _ = _html_exporter.from_notebook_node(nb, resources=resources)
+        return str(body)
+
+
 def warm_html() -> None:
     """Pay nbconvert's first-render costs ahead (its templates, the compiled patterns of the
     IPython lexer and of the HTML parser: about 0.5 s, where each render after costs 0.1 s),
     on a notebook of one cell of each kind. `irlib run` calls it in a thread while its kernel
     runs the runbook, so that the evidence HTML costs only its own rendering after it."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     v4 = nbformat.v4
     table = {"text/html": "<table><tr><td>ok</td></tr></table>", "text/plain": "ok"}
@@ -172,7 +190,7 @@ def warm_html() -> None:
         metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
     )
     with contextlib.suppress(Exception):  # a head start only: the real rendering reports
-        HTMLExporter().from_notebook_node(nb)
+        _render(nb)
 
 
 def _render_html(notebook_path: Path, html_path: Path, title: str, results: Any) -> None:
@@ -180,13 +198,12 @@ def _render_html(notebook_path: Path, html_path: Path, title: str, results: Any)
     (irlib.run_summary). The summary goes into the page only: notebook.ipynb stays what the
     kernel ran, in the seed's order, and nbconvert would strip a raw cell's HTML to bare tags."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     from irlib.run_summary import summary_html, with_summary
 
     try:
         nb = nbformat.read(notebook_path, as_version=4)
-        body, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
+        body = _render(nb, resources={"metadata": {"name": title}})
         body = with_summary(body, summary_html(results, nb))
     except Exception as e:  # a rendering bug must not cost the rest of the evidence
         body = f"<html><body><p>irlib: nbconvert could not render this notebook: {e}</p>"

@@ -95,18 +95,9 @@ def differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | Non
     return out
 
 
-def replay(
-    evidence: Path,
-    *,
-    notebooks_dir: Path,
-    outputs: Path | None = None,
-    execution_timeout_s: float = 120,
-    log: Callable[[str], None] = print_to_stderr,
-    on_verdict: Callable[[Replay], None] | None = None,
-) -> Replay:
-    """Replay the run in `evidence` into a new folder beside it (or OUTPUTS/<incident>/).
-    UsageError (exit 2) before anything runs when it cannot be replayed. `on_verdict` hears
-    the comparison as soon as the replay's verdict is known, before its HTML is rendered."""
+def _replayable(evidence: Path) -> tuple[Path, run_results.RunResults, Path]:
+    """The run whose answers a replay of `evidence` reads (a replay's own original), its
+    results and its captures; UsageError when it cannot be replayed."""
     evidence = Path(evidence).resolve()
     try:
         original = run_results.read(evidence)
@@ -123,6 +114,52 @@ def replay(
             f"{evidence} cannot be replayed: it has no {' or '.join(missing)} (archived before "
             "irlib kept captures, or an interactive session, whose kernel keeps none)"
         )
+    return evidence, original, captures
+
+
+def runs_to_replay(paths: list[Path]) -> list[Path]:
+    """The run folders that `paths` name, in order: a run's folder itself, an incident's
+    folder its runs that kept captures (not its replays). UsageError, before anything runs,
+    for a path that is neither or a run that cannot be replayed."""
+    runs: list[Path] = []
+    for path in paths:
+        if path.is_dir() and not (path / run_results.FILE).is_file():
+            found = runs_of(path)
+            if not found:
+                raise UsageError(f"{path} holds no run that kept captures to replay")
+            runs += found
+        else:
+            _replayable(path)
+            runs.append(path)
+    return runs
+
+
+def runs_of(folder: Path) -> list[Path]:
+    """The runs in an incident's folder that can be replayed: not replays, with captures."""
+    runs = []
+    for run_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        try:
+            results = run_results.read(run_dir)
+        except (OSError, ValueError):
+            continue
+        if results.mode != "replay" and capture.find(run_dir) is not None:
+            runs.append(run_dir)
+    return runs
+
+
+def replay(
+    evidence: Path,
+    *,
+    notebooks_dir: Path,
+    outputs: Path | None = None,
+    execution_timeout_s: float = 120,
+    log: Callable[[str], None] = print_to_stderr,
+    on_verdict: Callable[[Replay], None] | None = None,
+) -> Replay:
+    """Replay the run in `evidence` into a new folder beside it (or OUTPUTS/<incident>/).
+    UsageError (exit 2) before anything runs when it cannot be replayed. `on_verdict` hears
+    the comparison as soon as the replay's verdict is known, before its HTML is rendered."""
+    evidence, original, captures = _replayable(evidence)
     params = {k: v for k, v in original.parameters.items() if k not in RESERVED}
     parent = (Path(outputs) / original.incident) if outputs else evidence.parent
     log(f"replaying {evidence.name} from its captures (no connection is made) ...")
@@ -162,13 +199,7 @@ def replay_incident(
     """Replay every run of the incident in `folder` that kept captures, into
     folder/replays/ (out of the incident's timeline and chain), for its post-mortem."""
     rows = []
-    for run_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
-        try:
-            results = run_results.read(run_dir)
-        except (OSError, ValueError):
-            continue
-        if results.mode == "replay" or capture.find(run_dir) is None:
-            continue
+    for run_dir in runs_of(folder):
         done = replay(
             run_dir, notebooks_dir=notebooks_dir or shipped(), outputs=folder / REPLAYS, log=log
         )

@@ -101,6 +101,40 @@ def test_a_folder_without_captures_is_refused_and_nothing_is_written(tmp_path: P
     assert not outputs.exists()
 
 
+def test_several_runs_replay_in_one_process_all_checked_before_the_first(
+    tmp_path: Path,
+) -> None:
+    """An incident's folder stands for its runs; one folder that is not replayable stops the
+    command before anything runs."""
+    incident = tmp_path / "INC-2026-0042"
+    kept = ("bad-deploy--p1_system_unavailable", "broker-rejects--p1_execution_failures")
+    for minute, name in enumerate(kept):
+        shutil.copytree(KEPT / name, incident / f"20261205T09{15 + minute}00Z-{name}")
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    outputs = tmp_path / "o"
+
+    def replay(*folders: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "irlib.cli", "replay", *map(str, folders),
+             "--outputs", str(outputs)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    refused = replay(incident, empty)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "nothing-here holds no run that kept captures to replay" in refused.stderr
+    assert not outputs.exists()  # nothing ran
+
+    done = replay(incident, KEPT / "stale-calibration--p2_calibration_failures")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("the same verdict") == 3
+    assert "[3/3]" in done.stderr
+    made = [Path(line) for line in done.stdout.splitlines() if line.startswith(str(outputs))]
+    assert len(made) == 3
+    assert [run_results.read(p).mode for p in made] == ["replay"] * 3
+
+
 def test_the_post_mortem_replays_each_run_off_the_incidents_timeline(tmp_path: Path) -> None:
     opened = inc.open_incident(
         tmp_path, severity="P1", title="API unavailable", settings=IncidentSettings()
