@@ -70,7 +70,8 @@ def batch(folders: list[Path], env: dict[str, str]) -> list[float]:
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
-    done_at = [time.perf_counter() for line in proc.stdout if line.rstrip().endswith("-replay")]
+    # a replay's new folder is printed after its verdicts: the one absolute path of its lines
+    done_at = [time.perf_counter() for line in proc.stdout if line.startswith("/")]
     proc.wait()
     assert len(done_at) == len(folders), f"{len(done_at)} of {len(folders)} replays finished"
     return [b - a for a, b in itertools.pairwise(done_at)]
