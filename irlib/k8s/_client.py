@@ -278,9 +278,10 @@ class Kube:
             except capture.NoCapture:
                 # a replay whose timing did not share a list where the run did: the run's
                 # answer to the same list is the one it used
-                if kept is None and whole is None:
+                held = kept or whole
+                if held is None:
                     raise
-                return kept[1] if kept is not None else whole[1]  # type: ignore[index]
+                return held[1]
             self._lists[key] = (time.monotonic(), items)
             return items
 
@@ -292,8 +293,10 @@ class Kube:
         none, or the selector is malformed (the server's 400 then says why). The check that
         wants the app's 2,000 pods after another read the namespace's then decodes no second
         copy of them."""
+        if set(wanted) != {"labelSelector"}:
+            return None
         whole = self._lists.get(json.dumps([path, {}]))
-        if set(wanted) != {"labelSelector"} or whole is None:
+        if whole is None:
             return None
         try:
             match = label_matcher(wanted["labelSelector"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from irlib.k8s._client import Kube
+from irlib.k8s import Kube
 from tests.helpers import LabHandle, irlib, run_runbook, running_lab
 
 NS, API = "trading", "api-service"

@@ -27,21 +27,23 @@ class Encoded:
     apiserver's watch cache keeps serialized objects: a page of 500 of 20,000 events is then
     a join of kept texts, not 500 encodings (which took most of the emulator's time for a
     list at a real platform's size). The store replaces an object on every write and never
-    changes a stored one in place, so (the object itself, its resourceVersion) names one text.
-    """
+    changes a stored one in place, so (uid, resourceVersion) names one text; one text is kept
+    per uid, the latest served, so what is kept is about one text per object."""
 
     def __init__(self, keep: int = 100_000) -> None:
-        self.keep = keep  # texts kept: more than the largest lab's objects
-        self._texts: OrderedDict[int, tuple[Any, str, str]] = OrderedDict()
+        self.keep = keep  # uids kept at most (deleted objects' too, until they are the oldest)
+        self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def text(self, obj: Any) -> str:
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
-        kept = self._texts.get(id(obj))
-        if kept is not None and kept[0] is obj and kept[1] == rv:
-            return kept[2]
+        meta = obj.get("metadata") or {}
+        uid, rv = meta.get("uid"), meta.get("resourceVersion")
+        kept = self._texts.get(uid) if uid else None
+        if kept is not None and kept[0] == rv:
+            return kept[1]
         text = json.dumps(obj, separators=(",", ":"))
-        if rv:  # a stored object (what the server makes up per request has none)
-            self._texts[id(obj)] = (obj, rv, text)  # holding obj: its id is not reused
+        if uid and rv:  # a stored object (what the server makes up per request has neither)
+            self._texts[uid] = (rv, text)
+            self._texts.move_to_end(uid)
             if len(self._texts) > self.keep:
                 self._texts.popitem(last=False)
         return text
