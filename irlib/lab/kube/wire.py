@@ -1,6 +1,7 @@
 """How the emulator answers on the wire: JSON bodies, `Status` errors, content negotiation.
 
-Shared by the HTTP modules (server.py, rest.py, watch.py, podlogs.py); no state.
+Shared by the HTTP modules (server.py, rest.py, watch.py, podlogs.py). The one state is
+`Encoded`, the stored objects' JSON texts that rest.py keeps for lists and gets.
 """
 
 from __future__ import annotations
