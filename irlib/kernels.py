@@ -115,12 +115,16 @@ _SPEC_LOCK = threading.Lock()
 
 
 def _manager(kernel_name: str) -> Any:
-    """A kernel manager whose kernel spec is resolved (and its imports done) under the lock."""
+    """A kernel manager whose kernel spec is resolved (and its imports done) under the lock;
+    KernelError when there is none to resolve (no such kernel, an unreadable kernel.json)."""
     from irlib.kernel_ready import ReadyKernelManager
 
     km = ReadyKernelManager(kernel_name=kernel_name)
     with _SPEC_LOCK:
-        km.kernel_spec  # noqa: B018  a property: resolves and keeps the spec
+        try:
+            km.kernel_spec  # noqa: B018  a property: resolves and keeps the spec
+        except Exception as e:
+            raise KernelError(f"kernel spec {kernel_name!r}: {type(e).__name__}: {e}") from e
     return km
 
 
@@ -157,8 +161,12 @@ def start_in_background(
     """start_kernel(cwd, env, modules) in a thread of its own, from now: a cold run's kernel
     starts while its process goes on with its own work. Its result is the kernel, or what
     stopped it starting; stop_when_started() shuts it down either way."""
-    km = _manager("python3")  # in this thread: what the thread would import is imported
     started: Future[WarmKernel] = Future()
+    try:
+        km = _manager("python3")  # in this thread: what the thread would import is imported
+    except KernelError as e:  # the caller hears it where it waits for the kernel
+        started.set_exception(e)
+        return started
 
     def start() -> None:
         try:

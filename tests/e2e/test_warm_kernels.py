@@ -279,15 +279,21 @@ def _exists(pid: int) -> bool:
     return True
 
 
+@pytest.mark.parametrize(
+    "kernel_json",
+    [json.dumps({"argv": [sys.executable, "-c", "raise SystemExit(1)"], "language": "python"}),
+     "{not json"],
+    ids=["exits-at-once", "unreadable-spec"],
+)  # fmt: skip
 def test_a_kernel_that_cannot_start_is_a_crashed_run_with_its_reason(
-    toys: Path, monkeypatch: pytest.MonkeyPatch
+    toys: Path, monkeypatch: pytest.MonkeyPatch, kernel_json: str
 ) -> None:
-    """A python3 kernelspec first on JUPYTER_PATH whose kernel exits at once: the cold run
-    says its kernel did not start, and keeps the notebook it could not run."""
+    """A python3 kernelspec first on JUPYTER_PATH whose kernel exits at once, or that cannot be
+    read: the cold run says its kernel did not start, and keeps the notebook it could not
+    run."""
     spec = toys.parent / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    argv = [sys.executable, "-c", "raise SystemExit(1)"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "language": "python"}))
+    (spec / "kernel.json").write_text(kernel_json)
     monkeypatch.setenv("JUPYTER_PATH", str(spec.parent.parent))
     result = _run(toys, "no-kernel")
     assert (result.status, result.exit_code) == ("crashed", 3)
