@@ -8,12 +8,14 @@ the IOPub messages whose parent is their own request. What the wait must prove i
 kernel answered `kernel_info` on the shell channel and an IOPub message arrived after it, so the
 IOPub subscription is connected (a ZeroMQ subscriber that is still connecting loses messages).
 
-Used by irlib.kernels (warm kernels) and irlib.runner (a cold run's kernel) through
-`ReadyKernelManager`, whose clients are `ReadyClient`s. Talks to jupyter_client only.
+Used by irlib.kernels (warm kernels, and a cold run's kernel) through `ReadyKernelManager`,
+whose clients are `ReadyClient`s, each stopped when the kernel is (`stop_clients`). Talks to
+jupyter_client only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from queue import Empty
 from typing import Any
@@ -53,6 +55,26 @@ class ReadyKernelManager(AsyncKernelManager):
     # both, as AsyncKernelManager sets both: `client()` makes a `client_factory`
     client_class = DottedObjectName("irlib.kernel_ready.ReadyClient")
     client_factory = Type(klass=ReadyClient)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._clients: list[ReadyClient] = []
+
+    def client(self, **kwargs: Any) -> ReadyClient:  # type: ignore[override]
+        """A client of this kernel, kept until stop_clients(). nbclient leaves running the
+        channels of a client it made for a kernel it was given (as every run gives it one):
+        three sockets, a heartbeat thread and a ZeroMQ context, 15 file descriptors, each
+        run of a process that runs many (`irlib serve`, the fault drill) left behind."""
+        kc: ReadyClient = super().client(**kwargs)  # type: ignore[assignment]
+        self._clients.append(kc)
+        return kc
+
+    def stop_clients(self) -> None:
+        """Stop the channels of every client made, as the kernel is shut down."""
+        for kc in self._clients:
+            with contextlib.suppress(Exception):  # stopped already, or half started
+                kc.stop_channels()
+        self._clients.clear()
 
 
 __all__ = ["ReadyClient", "ReadyKernelManager"]

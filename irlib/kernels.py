@@ -95,6 +95,7 @@ class WarmKernel:
             run_sync(self.km.shutdown_kernel)(now=True)
         with contextlib.suppress(Exception):
             run_sync(self.km.cleanup_resources)()
+        self.km.stop_clients()  # the run's client too, which nbclient leaves running
 
 
 def run_sync(coro: Callable[..., Any]) -> Callable[..., Any]:

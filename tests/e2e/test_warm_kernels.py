@@ -21,6 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 import yaml
+from jupyter_client.channels import HBChannel
 
 from irlib.archive import RunResult
 from irlib.kernel_ready import ReadyClient
@@ -258,6 +259,26 @@ async def _first_output(kernel: WarmKernel, code: str) -> list[str]:
         return heard
     finally:
         client.stop_channels()
+
+
+def test_runs_leave_no_client_of_their_kernel_behind(toys: Path, pool: KernelPool) -> None:
+    """Each run's kernel client (three sockets, a heartbeat thread, a ZeroMQ context) is
+    stopped with its kernel: a process that runs many (`irlib serve`, the fault drill) does
+    not run out of file descriptors."""
+
+    def heartbeats() -> int:  # a client's channels running: its heartbeat thread alive
+        return sum(1 for t in threading.enumerate() if isinstance(t, HBChannel))
+
+    before = heartbeats()  # the pool's ready kernels have no client running
+    for n in range(2):
+        assert _run(toys, f"cold-{n}").status == "completed"
+        kernel = pool.take()
+        try:
+            assert _run(toys, f"warm-{n}", kernel).status == "completed"
+        finally:
+            pool.done(kernel)
+    # a kernel is shut down in the background, after its run
+    wait_until("the runs' clients stopped", lambda: heartbeats() <= before, 60)
 
 
 def test_a_kernel_started_in_the_background_is_stopped_even_if_never_used(toys: Path) -> None:
